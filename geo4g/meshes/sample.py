@@ -1,0 +1,83 @@
+"""Area-weighted sampling of points on mesh surfaces."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+
+from geo4g.structures import Meshes, lengths_to_mask, packed_to_padded
+from geo4g.structures.checks import describe
+
+__all__ = ["sample_points_from_meshes"]
+
+
+def sample_points_from_meshes(
+    meshes: Meshes,
+    num_samples: int = 10000,
+    return_normals: bool = False,
+    return_textures: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    """Sample points uniformly by area on each mesh's surface (PyTorch3D's signature).
+
+    A face is drawn with probability proportional to its area, then a point
+    inside it by uniform barycentric coordinates, so the samples are uniform
+    over the surface. Point positions (and interpolated textures) are
+    differentiable with respect to the vertices.
+
+    Args:
+        meshes: a ``Meshes`` batch of ``B`` meshes.
+        num_samples: points per mesh, ``S >= 0``.
+        return_normals: also return each sample's face normal.
+        return_textures: also return per-vertex ``textures`` interpolated at each sample.
+        generator: a ``torch.Generator`` on the meshes' device for reproducible samples.
+
+    Returns:
+        ``samples: (B, S, 3)``, then ``normals: (B, S, 3)`` and ``textures: (B, S, C)``
+        when asked for. A mesh without faces gives zeros; a mesh whose faces
+        all have zero area is sampled uniformly over its faces.
+
+    Raises:
+        TypeError: ``meshes`` is not a ``Meshes``.
+        ValueError: negative ``num_samples``, or textures asked of meshes without them.
+    """
+    if not isinstance(meshes, Meshes):
+        raise TypeError(f"meshes must be a geo4g.structures.Meshes, got {describe(meshes)}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
+        raise ValueError(f"num_samples must be a non-negative int, got {num_samples!r}")
+    if return_textures and meshes.textures_packed() is None:
+        raise ValueError("return_textures=True needs meshes built with per-vertex textures, got textures=None")
+    B, S = len(meshes), num_samples
+    verts = meshes.verts_packed()
+    dtype, device = verts.dtype, meshes.device
+    num_faces = meshes.num_faces_per_mesh()
+    has_faces = num_faces > 0
+    out = [verts.new_zeros(B, S, 3)]
+    if return_normals:
+        out.append(verts.new_zeros(B, S, 3))
+    if return_textures:
+        out.append(verts.new_zeros(B, S, meshes.textures_packed().shape[-1]))
+    if S == 0 or not bool(has_faces.any()):
+        return out[0] if len(out) == 1 else tuple(out)
+
+    areas = packed_to_padded(meshes.faces_areas_packed().detach(), num_faces)
+    valid = lengths_to_mask(num_faces, areas.shape[1])
+    flat = areas.sum(1) == 0
+    weights = torch.where(flat[:, None], valid.to(dtype), areas)[has_faces]
+    face_in_mesh = torch.multinomial(weights, S, replacement=True, generator=generator)  # (B', S)
+    faces = meshes.faces_packed()[face_in_mesh + meshes.mesh_to_faces_packed_first_idx()[has_faces, None]]
+
+    u, v = torch.rand(2, *face_in_mesh.shape, 1, dtype=dtype, device=device, generator=generator)
+    su = u.sqrt()
+    bary = torch.cat([1 - su, su * (1 - v), su * v], -1)  # (B', S, 3)
+    samples = (bary[..., None] * verts[faces]).sum(-2)
+    out[0] = out[0].index_put((has_faces.nonzero().flatten(),), samples)
+    k = 1
+    if return_normals:
+        normals = meshes.faces_normals_packed()[face_in_mesh + meshes.mesh_to_faces_packed_first_idx()[has_faces, None]]
+        out[k] = out[k].index_put((has_faces.nonzero().flatten(),), normals)
+        k += 1
+    if return_textures:
+        textures = (bary[..., None] * meshes.textures_packed()[faces]).sum(-2)
+        out[k] = out[k].index_put((has_faces.nonzero().flatten(),), textures)
+    return out[0] if len(out) == 1 else tuple(out)

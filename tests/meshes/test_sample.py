@@ -1,0 +1,297 @@
+"""Tests for sample_points_from_meshes: shapes, samples on the surface, area weighting, determinism, autograd."""
+import math
+
+import pytest
+import torch
+
+from geo4g.meshes import sample_points_from_meshes
+from geo4g.structures import Meshes
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def tetrahedron(dtype=torch.float64):
+    verts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=dtype)
+    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    return verts, faces
+
+
+def unit_cube(dtype=torch.float64):
+    verts = torch.tensor([[x, y, z] for x in (0.0, 1.0) for y in (0.0, 1.0) for z in (0.0, 1.0)], dtype=dtype)
+    faces = torch.tensor([
+        [0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5],  # x = 0, x = 1
+        [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],  # y = 0, y = 1
+        [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3],  # z = 0, z = 1
+    ])
+    return verts, faces
+
+
+def faces_containing(point, verts, faces, tol=1e-9):
+    """Naive: indices of the faces whose triangle contains ``point`` (plane distance and barycentric test)."""
+    out = []
+    for k, (i, j, l) in enumerate(faces.tolist()):
+        a, b, c = verts[i], verts[j], verts[l]
+        n = torch.linalg.cross(b - a, c - a)
+        area2 = float(n.norm())
+        if area2 == 0:
+            continue
+        if abs(float((point - a) @ n)) / area2 > tol:
+            continue
+        # barycentric coordinates from sub-triangle areas (signed along n)
+        w = [float(torch.linalg.cross(q - point, r - point) @ n) / area2 ** 2 for q, r in ((b, c), (c, a), (a, b))]
+        if min(w) >= -tol:
+            out.append(k)
+    return out
+
+
+# shapes ----------------------------------------------------------------------------------------------
+def test_output_shapes_and_dtype_with_normals_and_textures():
+    verts, faces = tetrahedron()
+    m = Meshes([verts, verts * 2], [faces, faces[:2]], textures=[torch.rand(4, 5, dtype=torch.float64)] * 2)
+    samples, normals, textures = sample_points_from_meshes(m, 7, return_normals=True, return_textures=True,
+                                                           generator=gen())
+    assert samples.shape == (2, 7, 3) and normals.shape == (2, 7, 3) and textures.shape == (2, 7, 5)
+    assert samples.dtype == normals.dtype == textures.dtype == torch.float64
+    assert isinstance(sample_points_from_meshes(m, 3, generator=gen()), torch.Tensor)
+    samples, normals = sample_points_from_meshes(m, 3, return_normals=True, generator=gen())
+    assert normals.shape == (2, 3, 3)
+    samples, textures = sample_points_from_meshes(m, 3, return_textures=True, generator=gen())
+    assert textures.shape == (2, 3, 5)
+
+
+def test_default_num_samples_and_global_rng_work():
+    verts, faces = tetrahedron(torch.float32)
+    out = sample_points_from_meshes(Meshes([verts], [faces]))
+    assert out.shape == (1, 10000, 3) and out.dtype == torch.float32
+
+
+def test_num_samples_zero_gives_empty_outputs():
+    verts, faces = tetrahedron()
+    m = Meshes([verts], [faces], textures=[torch.rand(4, 2, dtype=torch.float64)])
+    out = sample_points_from_meshes(m, 0, return_normals=True, return_textures=True)
+    assert [t.shape for t in out] == [(1, 0, 3), (1, 0, 3), (1, 0, 2)]
+
+
+def test_empty_batch_gives_empty_outputs():
+    out = sample_points_from_meshes(Meshes([], []), 4, return_normals=True)
+    assert [t.shape for t in out] == [(0, 4, 3), (0, 4, 3)]
+
+
+def test_meshes_without_faces_give_zeros_and_others_are_sampled():
+    verts, faces = tetrahedron()
+    no_faces = torch.zeros(0, 3, dtype=torch.long)
+    m = Meshes([verts + 5, verts, verts], [no_faces, faces, no_faces],
+               textures=[torch.ones(4, 2, dtype=torch.float64)] * 3)
+    samples, normals, textures = sample_points_from_meshes(m, 50, return_normals=True, return_textures=True,
+                                                           generator=gen())
+    for b in (0, 2):
+        assert torch.equal(samples[b], torch.zeros(50, 3, dtype=torch.float64))
+        assert torch.equal(normals[b], torch.zeros(50, 3, dtype=torch.float64))
+        assert torch.equal(textures[b], torch.zeros(50, 2, dtype=torch.float64))
+    assert (samples[1].norm(dim=-1) > 0).any()
+    assert torch.allclose(textures[1], torch.ones(50, 2, dtype=torch.float64))
+    only_empty = Meshes([verts], [no_faces])
+    assert torch.equal(sample_points_from_meshes(only_empty, 5), torch.zeros(1, 5, 3, dtype=torch.float64))
+
+
+# samples lie on the surface ----------------------------------------------------------------------------------
+def test_samples_lie_on_the_surface_of_an_axis_aligned_cube():
+    verts, faces = unit_cube()
+    samples = sample_points_from_meshes(Meshes([verts], [faces]), 2000, generator=gen(1))[0]
+    assert (samples >= -1e-12).all() and (samples <= 1 + 1e-12).all()
+    dist_to_nearest_face_plane = torch.minimum(samples, 1 - samples).min(-1).values
+    assert dist_to_nearest_face_plane.abs().max() < 1e-12
+    # each of the 6 sides gets about 1/6 of the samples
+    on_side = torch.stack([samples.isclose(torch.tensor(v, dtype=torch.float64), atol=1e-12)
+                           for v in (0.0, 1.0)], -1).reshape(2000, 6)
+    fractions = on_side.double().mean(0)
+    assert torch.allclose(fractions, torch.full((6,), 1 / 6, dtype=torch.float64), atol=0.04)
+
+
+def test_samples_lie_on_the_surface_of_a_tetrahedron_and_carry_its_face_normals():
+    verts, faces = tetrahedron()
+    verts = verts * torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64) + 3.0
+    m = Meshes([verts], [faces])
+    samples, normals = sample_points_from_meshes(m, 200, return_normals=True, generator=gen(2))
+    face_normals = m.faces_normals_packed()
+    for p, n in zip(samples[0], normals[0]):
+        containing = faces_containing(p, verts, faces)
+        assert containing, f"sample {p.tolist()} is not on any face"
+        assert any(torch.allclose(n, face_normals[k]) for k in containing)
+
+
+def test_samples_and_normals_of_each_mesh_come_from_that_mesh_in_a_batch():
+    verts, faces = tetrahedron()
+    cube_v, cube_f = unit_cube()
+    m = Meshes([verts, cube_v + 10.0, verts - 10.0], [faces, cube_f, faces.flip(-1)])
+    samples, normals = sample_points_from_meshes(m, 100, return_normals=True, generator=gen(3))
+    for b, (v, f, fn) in enumerate(zip(m.verts_list(), m.faces_list(), m.faces_normals_list())):
+        for p, n in zip(samples[b, ::5], normals[b, ::5]):
+            containing = faces_containing(p, v, f)
+            assert containing, f"sample {p.tolist()} of mesh {b} is not on that mesh"
+            assert any(torch.allclose(n, fn[k]) for k in containing)
+
+
+# distribution ------------------------------------------------------------------------------------------------
+def test_faces_are_drawn_in_proportion_to_their_area():
+    # triangle A (area 1) in the plane z = 0, triangle B (area 3) in the plane z = 5
+    verts = torch.tensor([[0.0, 0, 0], [2, 0, 0], [0, 1, 0], [0, 0, 5], [3, 0, 5], [0, 2, 5]], dtype=torch.float64)
+    m = Meshes([verts], [torch.tensor([[0, 1, 2], [3, 4, 5]])])
+    assert torch.allclose(m.faces_areas_packed(), torch.tensor([1.0, 3.0], dtype=torch.float64))
+    samples = sample_points_from_meshes(m, 20000, generator=gen(4))[0]
+    fraction_on_b = (samples[:, 2] > 2.5).double().mean()
+    assert abs(float(fraction_on_b) - 0.75) < 0.015  # 5 standard deviations
+
+
+def test_samples_are_uniform_inside_a_triangle():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float64)
+    samples = sample_points_from_meshes(Meshes([verts], [torch.tensor([[0, 1, 2]])]), 20000, generator=gen(5))[0]
+    x, y = samples[:, 0], samples[:, 1]
+    bary = torch.stack([1 - x - y, x, y], -1)
+    assert (bary >= -1e-12).all()
+    # the midpoint subdivision gives 4 triangles of equal area: 3 corners (some w > 1/2) and the centre
+    corners = (bary > 0.5).double().mean(0)
+    assert torch.allclose(corners, torch.full((3,), 0.25, dtype=torch.float64), atol=0.015)
+    assert torch.allclose(samples.mean(0), verts.mean(0), atol=0.01)
+
+
+def test_zero_area_faces_are_never_drawn_next_to_a_real_face():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 0, 1]])  # faces 0 and 2 have zero area
+    samples = sample_points_from_meshes(Meshes([verts], [faces]), 500, generator=gen(6))[0]
+    assert torch.allclose(samples[:, 2], torch.ones(500, dtype=torch.float64))
+
+
+def test_mesh_of_only_zero_area_faces_gives_finite_samples_on_them_and_zero_normals():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]], requires_grad=True)
+    faces = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    samples, normals = sample_points_from_meshes(Meshes([verts], [faces]), 100, return_normals=True,
+                                                 generator=gen(7))
+    assert torch.isfinite(samples).all() and torch.isfinite(normals).all()
+    assert torch.equal(samples[0, :, 1:], torch.zeros(100, 2))
+    assert (samples[0, :, 0] >= 0).all() and (samples[0, :, 0] <= 3).all()
+    assert torch.equal(normals, torch.zeros(1, 100, 3))
+    (samples.sum() + normals.sum()).backward()
+    assert torch.isfinite(verts.grad).all()
+
+
+def test_huge_coordinates_give_finite_samples_on_the_surface():
+    verts, faces = unit_cube(torch.float32)
+    samples = sample_points_from_meshes(Meshes([verts * 1e6 + 1e6], [faces]), 500, generator=gen(8))[0]
+    assert torch.isfinite(samples).all()
+    local = (samples - 1e6) / 1e6
+    assert torch.minimum(local, 1 - local).min(-1).values.abs().max() < 1e-5
+
+
+# textures and normals ---------------------------------------------------------------------------------------
+def test_textures_are_interpolated_linearly_at_each_sample():
+    verts, faces = tetrahedron()
+    g = gen(9)
+    A = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    c = torch.randn(4, generator=g, dtype=torch.float64)
+    m = Meshes([verts, verts * 3 - 1], [faces, faces], textures=[verts @ A + c, (verts * 3 - 1) @ A + c])
+    samples, textures = sample_points_from_meshes(m, 300, return_textures=True, generator=gen(10))
+    assert torch.allclose(textures, samples @ A + c, atol=1e-10)
+
+
+def test_normals_are_the_face_normals_of_the_sampled_faces():
+    # two triangles far apart with different normals
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [10, 0, 0], [10, 0, 1], [10, 1, 0]], dtype=torch.float64)
+    m = Meshes([verts], [torch.tensor([[0, 1, 2], [3, 4, 5]])])
+    samples, normals = sample_points_from_meshes(m, 400, return_normals=True, generator=gen(11))
+    on_first = samples[0, :, 0] < 5
+    fn = m.faces_normals_packed()
+    assert 0 < int(on_first.sum()) < 400
+    assert torch.allclose(normals[0, on_first], fn[0].expand(int(on_first.sum()), 3))
+    assert torch.allclose(normals[0, ~on_first], fn[1].expand(int((~on_first).sum()), 3))
+
+
+# determinism ----------------------------------------------------------------------------------------------------
+def test_same_generator_seed_gives_the_same_samples_and_another_seed_differs():
+    verts, faces = unit_cube()
+    m = Meshes([verts, verts * 2], [faces, faces], textures=[verts, verts])
+    a = sample_points_from_meshes(m, 64, return_normals=True, return_textures=True, generator=gen(12))
+    b = sample_points_from_meshes(m, 64, return_normals=True, return_textures=True, generator=gen(12))
+    c = sample_points_from_meshes(m, 64, return_normals=True, return_textures=True, generator=gen(13))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+
+
+# autograd ----------------------------------------------------------------------------------------------------------
+def test_sampled_positions_pass_gradcheck_with_a_reseeded_generator():
+    verts, faces = tetrahedron()
+    verts = (verts + 0.05 * torch.randn(4, 3, generator=gen(14), dtype=torch.float64)).requires_grad_(True)
+
+    def fn(v):
+        # a fresh generator per call: every gradcheck evaluation draws the same faces and barycentrics
+        return sample_points_from_meshes(Meshes([v], [faces]), 6, generator=gen(15))
+    assert torch.autograd.gradcheck(fn, (verts,))
+
+
+def test_sampled_normals_and_textures_pass_gradcheck():
+    verts, faces = tetrahedron()
+    verts = (verts + 0.05 * torch.randn(4, 3, generator=gen(16), dtype=torch.float64)).requires_grad_(True)
+    tex = torch.rand(4, 2, generator=gen(17), dtype=torch.float64, requires_grad=True)
+
+    def fn(v, t):
+        _, normals, textures = sample_points_from_meshes(Meshes([v], [faces], textures=[t]), 5, return_normals=True,
+                                                         return_textures=True, generator=gen(18))
+        return normals, textures
+    assert torch.autograd.gradcheck(fn, (verts, tex))
+
+
+def test_gradients_flow_to_vertices_of_a_ragged_batch_from_list_and_padded_input():
+    verts, faces = tetrahedron(torch.float32)
+    a = verts.clone().requires_grad_(True)
+    b = (verts * 2).requires_grad_(True)
+    m = Meshes([a, b, torch.zeros(1, 3)], [faces, faces[:1], torch.zeros(0, 3, dtype=torch.long)])
+    sample_points_from_meshes(m, 20, generator=gen(19)).sum().backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+    # faces[:1] uses vertices 0, 2, 1 only: vertex 3 of mesh b gets no gradient
+    assert torch.equal(b.grad[3], torch.zeros(3))
+    # each sample is a convex combination of 3 vertices: the weights of each axis sum to the sample count
+    assert torch.allclose(a.grad.sum(0), torch.full((3,), 20.0))
+    padded = torch.stack([verts, verts]).requires_grad_(True)
+    padded_faces = torch.full((2, 4, 3), -1)
+    padded_faces[0] = faces
+    padded_faces[1, 0] = faces[0]  # mesh 1: one face on its 3 valid vertices
+    m = Meshes(padded, padded_faces, verts_lengths=torch.tensor([4, 3]))
+    sample_points_from_meshes(m, 10, generator=gen(20)).sum().backward()
+    assert torch.allclose(padded.grad.sum(1), torch.full((2, 3), 10.0))
+    assert torch.equal(padded.grad[1, 3], torch.zeros(3))
+
+
+# bad input -------------------------------------------------------------------------------------------------------------
+def test_non_meshes_input_raises_type_error():
+    with pytest.raises(TypeError, match=r"meshes must be a geo4g.structures.Meshes, got tensor of shape \(1, 4, 3\)"):
+        sample_points_from_meshes(torch.zeros(1, 4, 3), 10)
+
+
+@pytest.mark.parametrize("num_samples", [-1, 2.0, True, "10", None])
+def test_bad_num_samples_raises_value_error_naming_it(num_samples):
+    verts, faces = tetrahedron()
+    with pytest.raises(ValueError, match=r"num_samples must be a non-negative int"):
+        sample_points_from_meshes(Meshes([verts], [faces]), num_samples)
+
+
+def test_textures_requested_of_meshes_without_textures_raise():
+    verts, faces = tetrahedron()
+    with pytest.raises(ValueError, match=r"return_textures=True needs meshes built with per-vertex textures"):
+        sample_points_from_meshes(Meshes([verts], [faces]), 10, return_textures=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sampling_on_cuda_with_a_cuda_generator_is_on_the_surface_and_reproducible():
+    verts, faces = unit_cube()
+    m = Meshes([verts, verts], [faces, faces[:2]], textures=[verts, verts]).to("cuda")
+    a = sample_points_from_meshes(m, 100, return_normals=True, return_textures=True,
+                                  generator=torch.Generator("cuda").manual_seed(0))
+    b = sample_points_from_meshes(m, 100, return_normals=True, return_textures=True,
+                                  generator=torch.Generator("cuda").manual_seed(0))
+    assert all(t.device.type == "cuda" for t in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    samples = a[0].cpu()
+    assert torch.minimum(samples, 1 - samples).min(-1).values.abs().max() < 1e-12
+    assert torch.allclose(a[2], a[0])  # textures = positions
