@@ -1,0 +1,144 @@
+"""The ``geo4g`` command: ``info``, ``convert`` and ``demo``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+OPTIONAL_EXTRAS = {
+    "open3d": "pip install 'geo4g[open3d]'",
+    "torch_geometric": "pip install 'geo4g[pyg]'",
+    "triton": "pip install 'geo4g[triton]'",
+    "pytorch3d": "install by PyTorch3D's own instructions",
+}
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception:  # an optional package may fail to import for many reasons (missing .so, ABI)
+        return None
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print versions, optional extras and devices."""
+    import torch
+
+    import geo4g
+
+    print(f"geo4g {geo4g.__version__}  python {platform.python_version()}  {platform.platform()}")
+    for module in ("torch", "numpy", "scipy", "trimesh", "tqdm"):
+        print(f"  {module:<16} {_version(module)}")
+    print("optional extras:")
+    for module, how in OPTIONAL_EXTRAS.items():
+        print(f"  {module:<16} {_version(module) or f'not importable ({how})'}")
+    print("devices:")
+    print(f"  cpu              {torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            print(f"  cuda:{i}           {torch.cuda.get_device_name(i)}")
+    else:
+        print("  cuda             not available")
+    return 0
+
+
+def convert_file(source: Path, target: Path, num_points: Optional[int] = None, seed: int = 0) -> str:
+    """Convert ``source`` to ``target``, the formats taken from the extensions; return a summary line.
+
+    Mesh to mesh keeps vertices and faces; point cloud to point cloud keeps normals
+    and features; mesh to point cloud needs ``num_points``: that many points are
+    sampled on the surface by area, with face normals. A PLY file is a mesh when
+    it has faces, else a point cloud.
+    """
+    import torch
+
+    from geo4g.io import MESH_FORMATS, POINTCLOUD_FORMATS, load_mesh, load_pointcloud, save_mesh, save_pointcloud
+    from geo4g.meshes import sample_points_from_meshes
+    from geo4g.structures import Meshes
+
+    src, dst = source.suffix.lstrip(".").lower(), target.suffix.lstrip(".").lower()
+    known = sorted(set(MESH_FORMATS) | set(POINTCLOUD_FORMATS))
+    for path, ext in ((source, src), (target, dst)):
+        if ext not in known:
+            raise ValueError(f"unknown format {path.suffix!r} of {path}, supported: {', '.join('.' + k for k in known)}")
+    if num_points is not None and num_points < 1:
+        raise ValueError(f"--points must be a positive number of points, got {num_points}")
+
+    mesh = None
+    if src in MESH_FORMATS:
+        loaded = load_mesh(source)
+        mesh = loaded if src != "ply" or loaded.faces.shape[0] else None
+
+    if mesh is not None and num_points is not None:
+        if dst not in POINTCLOUD_FORMATS:
+            raise ValueError(f"--points makes a point cloud, which {target.suffix} cannot hold; "
+                             f"use one of {', '.join('.' + k for k in POINTCLOUD_FORMATS)}")
+        generator = torch.Generator().manual_seed(seed)
+        points, normals = sample_points_from_meshes(Meshes([mesh.verts], [mesh.faces]), num_points,
+                                                    return_normals=True, generator=generator)
+        save_pointcloud(target, points[0], normals=normals[0])
+        return f"{source} -> {target}: sampled {num_points} points with normals from {mesh.faces.shape[0]} faces"
+    if mesh is not None:
+        if dst not in MESH_FORMATS:
+            raise ValueError(f"{source} is a mesh and {target.suffix} holds point clouds: add --points N to sample its surface")
+        save_mesh(target, mesh.verts, mesh.faces)
+        return f"{source} -> {target}: {mesh.verts.shape[0]} vertices, {mesh.faces.shape[0]} faces"
+    if num_points is not None:
+        raise ValueError(f"--points samples a mesh surface, but {source} holds a point cloud (no faces)")
+    if dst not in POINTCLOUD_FORMATS:
+        raise ValueError(f"{source} is a point cloud and {target.suffix} holds meshes only")
+    cloud = load_pointcloud(source)
+    save_pointcloud(target, cloud.points, normals=cloud.normals, features=cloud.features,
+                    feature_names=cloud.feature_names or None)
+    extras = [name for name, value in (("normals", cloud.normals), ("features", cloud.features)) if value is not None]
+    return f"{source} -> {target}: {cloud.points.shape[0]} points" + (f" with {' and '.join(extras)}" if extras else "")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert between mesh and point-cloud files; ``--points N`` samples a mesh surface."""
+    print(convert_file(args.input, args.output, num_points=args.points, seed=args.seed))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from geo4g.demo import run_demo
+
+    return run_demo(epochs=args.epochs, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geo4g", description="Deep learning on 3D geometry.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="versions, optional extras and devices")
+    info.set_defaults(func=cmd_info)
+
+    convert = sub.add_parser("convert", help="convert meshes and point clouds between file formats")
+    convert.add_argument("input", type=Path, help="mesh (.obj .off .ply .stl) or point cloud (.ply .xyz .pts .npy .npz)")
+    convert.add_argument("output", type=Path, help="output file; its extension picks the format")
+    convert.add_argument("--points", type=int, default=None, metavar="N",
+                         help="sample N points (with normals) on the input mesh's surface")
+    convert.add_argument("--seed", type=int, default=0, help="seed of the surface sampling")
+    convert.set_defaults(func=cmd_convert)
+
+    demo = sub.add_parser("demo", help="a short tour of the library")
+    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"geo4g {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
