@@ -114,6 +114,7 @@ class Trainer:
     and averages losses and metrics over all processes. Only rank 0 shows progress
     and writes checkpoints; checkpoints hold every rank's random states. The
     validation loader is used as given: unsharded, every rank evaluates all of it.
+    End such a script with :func:`geo4g.nn.cleanup`.
 
     Logged values are means over batches weighted by batch size (the first
     dimension of the targets), which is the dataset mean for a mean-reduced loss.
