@@ -104,7 +104,10 @@ def main() -> None:
         columns += [f"{peer} s", f"{peer} / geo4g"]
     write_results("io", "Loading files: geo4g.io against installed peers (median seconds)", rows,
                   list(dict.fromkeys(columns)), "python benchmarks/bench_io.py",
-                  notes="Ratios are peer time / geo4g time: above 1, geo4g is faster.")
+                  notes="Ratios are peer time / geo4g time: above 1, geo4g is faster. Not like for like: "
+                        "igea.ply holds triangle strips, which trimesh and Open3D do not decode (they return no "
+                        "faces); trimesh (process=False) and Open3D keep STL corners apart, geo4g merges them; "
+                        "for .xyz all three parse with numpy.loadtxt's C parser or one of the same speed.")
 
 
 if __name__ == "__main__":

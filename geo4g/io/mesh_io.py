@@ -30,6 +30,7 @@ from ._common import (
     resolve_format,
     select,
     split_lines,
+    text_dtype,
     to_numpy,
     to_tensor,
 )
@@ -43,8 +44,9 @@ _STL_KEYWORDS = {k: i for i, k in enumerate(("solid", "facet", "outer", "vertex"
 # odd 64-bit multipliers of the vertex hash, one per 32-bit word of a vertex (3 for float32, 6 for float64)
 _HASH = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                   0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], dtype=np.uint64)
-# the /vt/vn tail of an OBJ face reference: up to whitespace (as str.split sees it), a comment or non-ASCII
-_REF_TAIL = re.compile(rb"/[^\s\x1c-\x1f#\x80-\xff]*")
+# the /vt/vn tail of an OBJ face reference v/vt/vn: from a slash after a digit up to whitespace (as str.split
+# sees it), a comment or a non-ASCII byte
+_REF_TAIL = re.compile(rb"(?<=[0-9])/[^\s\x1c-\x1f#\x80-\xff]*")
 _COMMENT = re.compile(rb"#[^\n]*")
 _STL_DTYPE = np.dtype([("normal", "<f4", (3,)), ("verts", "<f4", (3, 3)), ("attr", "<u2")])
 
@@ -94,7 +96,7 @@ def load_mesh(path: PathLike, dtype: torch.dtype = torch.float32, format: Option
     path, fmt = resolve_format(path, format, MESH_FORMATS, "mesh")
     dtype = float_dtype(dtype)
     check_file(path, "mesh")
-    verts, faces = _READERS[fmt](path)
+    verts, faces = _READERS[fmt](path, text_dtype(dtype))
     return MeshData(to_tensor(verts, dtype), torch.from_numpy(faces).long())
 
 
@@ -164,11 +166,11 @@ def _line_of(path: Path, numbers: np.ndarray) -> Callable[[int], str]:
     return lambda i: f"{path}:{numbers[i]}"
 
 
-def _read_obj(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    return _read_obj_fast(path.read_bytes()) or _read_obj_lines(path)
+def _read_obj(path: Path, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
+    return _read_obj_fast(path.read_bytes(), dtype) or _read_obj_lines(path)
 
 
-def _read_obj_fast(data: bytes) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+def _read_obj_fast(data: bytes, dtype: type) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """``_read_obj_lines`` for well-formed files: the ``v`` and ``f`` lines are cut out as two blocks of bytes
     and handed to numpy's C parsers. ``None`` where the careful reader must decide (and name the line)."""
     split = line_bounds(data)
@@ -177,15 +179,16 @@ def _read_obj_fast(data: bytes) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     data, a, bounds = split
     first, second = a[bounds[:-1]], a[np.minimum(bounds[:-1] + 1, len(a) - 1)]
     spaced = (second == 32) | (second == 9)
-    keyword = (first == 118) | (first == 102)  # v, f
-    unsure = ((first <= 32) & (first != 10) & (first != 13)) | (first >= 128) | (keyword & ~spaced & ((second <= 35)
-                                                                                     | (second >= 128)))
-    if unsure.any():  # indented lines, 'v' alone, 'v#...', other whitespace: the careful reader decides
-        return None
+    if (((first == 118) | (first == 102)) & ~spaced & ((second <= 35) | (second >= 128))).any():
+        return None  # 'v' alone, before a comment or before other whitespace: the careful reader decides
+    for i in np.flatnonzero(((first <= 32) & (first != 10) & (first != 13)) | (first >= 128)).tolist():
+        words = data[bounds[i]:bounds[i + 1]].decode("utf-8", errors="replace").split("#", 1)[0].split(None, 1)
+        if words[:1] in (["v"], ["f"]):
+            return None  # an indented record (other indented lines, blank or not, are skipped as usual)
     is_v, is_f = (first == 118) & spaced, (first == 102) & spaced
     buf = bytearray(data)
     np.frombuffer(buf, np.uint8)[bounds[:-1][is_v | is_f]] = 32  # blank the keywords: the blocks hold numbers
-    verts = _table(_lines(buf, bounds, is_v), is_v.sum())
+    verts = _table(_lines(buf, bounds, is_v), is_v.sum(), dtype)
     if verts is None:
         return None
     faces = _lines(buf, bounds, is_f)
@@ -203,14 +206,14 @@ def _read_obj_fast(data: bytes) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         return None
 
 
-def _table(block: bytes, num_rows: int) -> Optional[np.ndarray]:
+def _table(block: bytes, num_rows: int, dtype: type) -> Optional[np.ndarray]:
     """The first 3 numbers of each of the ``num_rows`` lines of ``block`` as ``(num_rows, 3)``, all finite, or
     ``None``. Rows of one width parse faster without ``usecols``, so that is tried first."""
     if not num_rows:
-        return np.zeros((0, 3))
-    table = load_table(block)
+        return np.zeros((0, 3), dtype=dtype)
+    table = load_table(block, dtype)
     if table is None or table.shape[1] < 3:
-        table = load_table(block, usecols=(0, 1, 2))
+        table = load_table(block, dtype, usecols=(0, 1, 2))
     ok = table is not None and len(table) == num_rows and np.isfinite(table[:, :3]).all()
     return table[:, :3] if ok else None
 
@@ -218,7 +221,8 @@ def _table(block: bytes, num_rows: int) -> Optional[np.ndarray]:
 def _lines(buf: bytearray, bounds: np.ndarray, mask: np.ndarray) -> bytes:
     """The lines of ``buf`` where ``mask (L,)`` is true, as one block; ``bounds (L + 1,)`` are the line starts."""
     edges = np.flatnonzero(np.diff(mask, prepend=False, append=False)).tolist()  # [first, end) of each run
-    return b"".join(buf[bounds[i]:bounds[j]] for i, j in zip(edges[0::2], edges[1::2]))
+    view = memoryview(buf)
+    return b"".join(view[bounds[i]:bounds[j]] for i, j in zip(edges[0::2], edges[1::2]))
 
 
 def _read_obj_lines(path: Path) -> Tuple[np.ndarray, np.ndarray]:
@@ -269,11 +273,11 @@ def _first_columns(path: Path, numbers: np.ndarray, lines: List[str], k: int, wh
                          lambda i: f"{path}:{numbers[i // k]}").reshape(-1, k)
 
 
-def _read_off(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    return _read_off_fast(path, path.read_bytes()) or _read_off_lines(path)
+def _read_off(path: Path, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
+    return _read_off_fast(path, path.read_bytes(), dtype) or _read_off_lines(path)
 
 
-def _read_off_fast(path: Path, data: bytes) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+def _read_off_fast(path: Path, data: bytes, dtype: type) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """``_read_off_lines`` for well-formed files: after the header, the vertex and face lines are two blocks of
     bytes for numpy's C parsers. ``None`` where the careful reader must decide (and name the line)."""
     split = line_bounds(data)
@@ -288,7 +292,7 @@ def _read_off_fast(path: Path, data: bytes) -> Optional[Tuple[np.ndarray, np.nda
     body = int(numbers[pos - 1])  # the line after the header, 0-based
     if body + nv + nf > len(bounds) - 1:
         return None
-    verts = _table(data[bounds[body]:bounds[body + nv]], nv)
+    verts = _table(data[bounds[body]:bounds[body + nv]], nv, dtype)
     block = data[bounds[body + nv]:bounds[body + nv + nf]]
     rows = int_rows(_COMMENT.sub(b"", block) if b"#" in block else block)
     if verts is None or rows is None or (nf and rows[0].min() < 1):  # a blank line puts the blocks off by one
@@ -348,7 +352,7 @@ def _read_off_lines(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     return verts, _triangulate(sizes, values, nv, where)
 
 
-def _read_ply_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+def _read_ply_mesh(path: Path, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
     ply = read_ply(path)
     verts = vertex_xyz(ply)
     check_finite_rows(verts, "vertex coordinates", lambda i: ply.where("vertex", i))
@@ -369,18 +373,19 @@ def _read_ply_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
 def _strips_to_triangles(strips: PlyList) -> Tuple[np.ndarray, np.ndarray]:
     """Triangles of triangle strips (``-1`` restarts), alternate ones flipped to keep the winding;
     triangles that repeat a vertex (strip joins) are dropped. Returns ``(counts, values)`` of triangles."""
-    v = strips.values.astype(np.int64)
+    v = strips.values  # in the file's integer type: half the memory traffic of int64
     if v.size < 3:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    a, b, c = v[:-2], v[1:-1], v[2:]
-    strip_start = np.maximum.accumulate(np.where(v == -1, np.arange(v.size), -1))[:-2] + 1
-    odd = (np.arange(v.size - 2) - strip_start) % 2 == 1
+    a, b, c = v[:-2], v[1:-1], v[2:]  # triangle i has corners v[i], v[i + 1], v[i + 2]
     keep = (a >= 0) & (b >= 0) & (c >= 0) & (a != b) & (b != c) & (a != c)
-    tris = np.stack([a, np.where(odd, c, b), np.where(odd, b, c)], axis=1)[keep]
+    starts = np.concatenate([[0], np.flatnonzero(v == -1) + 1])
+    odd = ((np.arange(v.size) - np.repeat(starts, np.diff(starts, append=v.size)))[:-2] & 1).astype(bool)
+    second = np.where(odd, c, b)  # odd triangles of a strip are flipped (b + c - second wraps back exactly)
+    tris = np.stack([a[keep], second[keep], (b + c - second)[keep]], axis=1).astype(np.int64)
     return np.full(len(tris), 3, dtype=np.int64), tris.reshape(-1)
 
 
-def _read_stl(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+def _read_stl(path: Path, dtype: type) -> Tuple[np.ndarray, np.ndarray]:
     data = path.read_bytes()
     n = int.from_bytes(data[80:84], "little") if len(data) >= 84 else -1
     if len(data) == 84 + 50 * n:
@@ -410,12 +415,15 @@ def _merge_vertices(corners: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if not m:
         return corners, np.zeros(0, dtype=np.int64)
     columns = _bit_columns(corners)
-    low = np.uint64(max(m - 1, 1).bit_length())  # bits for the corner number
-    key = sum(c * f for c, f in zip(columns, _HASH))  # wraps modulo 2**64; the high bits depend on every bit
-    key = (key >> low << low) | np.arange(m, dtype=np.uint64)
-    key.sort()
-    order = (key & ((np.uint64(1) << low) - np.uint64(1))).view(np.int64)
-    new = np.concatenate([[True], (key[1:] >> low) != (key[:-1] >> low)])  # where a hash group starts
+    key = columns[0] * _HASH[0]  # wraps modulo 2**64; the high bits depend on every bit of the corner
+    for column, factor in zip(columns[1:], _HASH[1:]):
+        key += column * factor
+    low = _bits(m)
+    key >>= low
+    key <<= low
+    order = _sort_packed(key, low)
+    key >>= low  # the sorted hashes
+    new = np.concatenate([[True], key[1:] != key[:-1]])  # where a hash group starts
     verts, index = _number_groups(corners, order, new)
     if all(np.array_equal(np.take(v, index), c) for v, c in zip(_bit_columns(verts), columns)):
         return verts, index
@@ -427,23 +435,38 @@ def _merge_vertices(corners: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return _number_groups(corners, order, np.concatenate([[True], _differ(columns, order)]))
 
 
+def _bits(n: int) -> np.uint64:
+    """The number of bits that hold the numbers ``0 ... n - 1``."""
+    return np.uint64(max(n - 1, 1).bit_length())
+
+
+def _sort_packed(key: np.ndarray, low: np.uint64) -> np.ndarray:
+    """Sort ``key (N,)`` uint64, whose ``low`` bits are 0, in place by its high bits and then position; return the
+    positions in that order (a stable argsort of the high bits: ``np.sort`` is several times faster)."""
+    key |= np.arange(len(key), dtype=np.uint64)
+    key.sort()
+    return (key & ((np.uint64(1) << low) - np.uint64(1))).view(np.int64)
+
+
 def _bit_columns(rows: np.ndarray) -> List[np.ndarray]:
     """The bits of each row of a contiguous ``(M, 3)`` float array as ``(M,)`` columns of 64 bits (one of 32 bits
-    last for float32), views that need no copy."""
+    last for float32)."""
     words = rows.view(np.uint32)
-    wide = [np.ndarray((len(rows),), np.uint64, words, 4 * j, words.strides[:1]) for j in range(0, words.shape[1] - 1, 2)]
-    return wide + ([words[:, -1]] if words.shape[1] % 2 else [])
+    w = words.shape[1]
+    wide = [np.ndarray((len(rows),), np.uint64, words, 4 * j, words.strides[:1]) for j in range(0, w - 1, 2)]
+    return [c.copy() for c in wide + ([words[:, -1]] if w % 2 else [])]  # copies hash faster than strided views
 
 
 def _number_groups(corners: np.ndarray, order: np.ndarray, new: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """``(verts (V, 3), index (M,))`` for corner numbers ``order (M,)`` sorted into groups of equal corners,
     ascending within a group, ``new (M,)`` true where a group starts: groups are numbered by first use."""
-    first = order[new]
-    by_use = np.argsort(first)
+    starts = np.flatnonzero(new)
+    first = order[starts]  # the first use of each group
+    by_use = _sort_packed(first.astype(np.uint64) << _bits(len(first)), _bits(len(first)))
     rank = np.empty(len(first), dtype=np.int64)
     rank[by_use] = np.arange(len(first))
     index = np.empty(len(order), dtype=np.int64)
-    index[order] = rank[np.cumsum(new) - 1]
+    index[order] = np.repeat(rank, np.diff(starts, append=len(order)))
     return np.take(corners, first[by_use], axis=0), index
 
 
@@ -525,5 +548,6 @@ def _write_stl(path: Path, verts: np.ndarray, faces: np.ndarray, binary: bool) -
         f.write("endsolid geo4g\n")
 
 
+# each reader takes the path and the dtype to parse text numbers to (binary files keep their own)
 _READERS = {"obj": _read_obj, "off": _read_off, "ply": _read_ply_mesh, "stl": _read_stl}
 _WRITERS = {"obj": _write_obj, "off": _write_off, "ply": _write_ply_mesh, "stl": _write_stl}

@@ -19,7 +19,7 @@ from geo4g._atomic import atomic_write
 
 from ._common import PathLike, check_file, float_fmt, format_rows, parse_numbers, split_lines
 
-__all__ = ["PlyList", "PlyData", "read_ply", "vertex_xyz", "write_ply"]
+__all__ = ["PlyList", "PlyData", "float_columns", "read_ply", "vertex_xyz", "write_ply"]
 
 PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -102,13 +102,20 @@ def read_ply(path: PathLike) -> PlyData:
 
 
 def vertex_xyz(ply: PlyData) -> np.ndarray:
-    """The ``(V, 3)`` float64 vertex coordinates of a parsed PLY file."""
+    """The ``(V, 3)`` vertex coordinates of a parsed PLY file, as ``float_columns``."""
     vertex = ply.elements.get("vertex")
     if vertex is None or not all(isinstance(vertex.get(c), np.ndarray) for c in "xyz"):
         found = list(vertex if vertex is not None else ply.elements)
         raise ValueError(f"{ply.path}: expected element 'vertex' with scalar properties x, y, z, "
                          f"got {'properties' if vertex is not None else 'elements'} {found}")
-    return np.stack([vertex[c] for c in "xyz"], axis=1).astype(np.float64)
+    return float_columns(vertex, "xyz")
+
+
+def float_columns(element: Dict[str, Union[np.ndarray, PlyList]], names) -> np.ndarray:
+    """The scalar properties ``names`` of an element as the columns of an ``(N, len(names))`` float array: float32
+    when they all fit it exactly (float32, 8- and 16-bit integers), float64 otherwise."""
+    columns = [element[c] for c in names]
+    return np.stack(columns, axis=1).astype(np.result_type(*columns, np.float32), copy=False)
 
 
 def _read_header(f: BinaryIO, path: Path) -> Tuple[str, List[_Element], int]:

@@ -25,10 +25,11 @@ from ._common import (
     read_lines,
     resolve_format,
     split_lines,
+    text_dtype,
     to_numpy,
     to_tensor,
 )
-from .ply import read_ply, vertex_xyz, write_ply
+from .ply import float_columns, read_ply, vertex_xyz, write_ply
 
 __all__ = ["PointcloudData", "POINTCLOUD_FORMATS", "load_pointcloud", "load_pointclouds", "save_pointcloud"]
 
@@ -89,7 +90,7 @@ def load_pointcloud(path: PathLike, dtype: torch.dtype = torch.float32, format: 
     path, fmt = resolve_format(path, format, POINTCLOUD_FORMATS, "point cloud")
     dtype = float_dtype(dtype)
     check_file(path, "point cloud")
-    points, normals, features, names = _READERS[fmt](path)
+    points, normals, features, names = _READERS[fmt](path, text_dtype(dtype))
     return PointcloudData(*(None if x is None else to_tensor(x, dtype) for x in (points, normals, features)), names)
 
 
@@ -197,10 +198,16 @@ def _split_columns(path: Path, table: np.ndarray) -> _Arrays:
     return table[:, :3], normals, features, names
 
 
-def _read_text(path: Path, count_line: bool) -> _Arrays:
-    table = load_table(path)  # the fast path: None when a file needs the careful reader below (or a count line)
-    if table is not None and table.shape[1] >= 3 and np.isfinite(table).all():
-        return _split_columns(path, table)
+def _read_text(path: Path, dtype: type, count_line: bool) -> _Arrays:
+    table = load_table(path, dtype, delimiter=" ")  # the fast path, single spaces first
+    table = load_table(path, dtype) if table is None else table
+    if table is None or table.shape[1] < 3 or not np.isfinite(table).all():
+        table = _read_text_lines(path, count_line)  # names the line of a problem (or drops a count line)
+    return _split_columns(path, table)
+
+
+def _read_text_lines(path: Path, count_line: bool) -> np.ndarray:
+    """The careful reader of XYZ / PTS text: the ``(N, D)`` float64 table."""
     numbers, lines = read_lines(path)
     if count_line and lines and len(lines[0].split()) == 1:
         count = lines[0].strip()
@@ -209,7 +216,7 @@ def _read_text(path: Path, count_line: bool) -> _Arrays:
                              f"({len(lines) - 1}), got {count!r}")
         numbers, lines = numbers[1:], lines[1:]
     if not lines:
-        return np.zeros((0, 3)), None, None, ()
+        return np.zeros((0, 3))
     tokens, counts, _, _ = split_lines(lines)
     d = int(counts[0])
     if d < 3:
@@ -224,15 +231,15 @@ def _read_text(path: Path, count_line: bool) -> _Arrays:
 
     table = parse_numbers(tokens, np.float64, "value", lambda i: where(i // d)).reshape(-1, d)
     check_finite_rows(table, "point values", where)
-    return _split_columns(path, table)
+    return table
 
 
-def _read_xyz(path: Path) -> _Arrays:
-    return _read_text(path, count_line=False)
+def _read_xyz(path: Path, dtype: type) -> _Arrays:
+    return _read_text(path, dtype, count_line=False)
 
 
-def _read_pts(path: Path) -> _Arrays:
-    return _read_text(path, count_line=True)
+def _read_pts(path: Path, dtype: type) -> _Arrays:
+    return _read_text(path, dtype, count_line=True)
 
 
 def _load_numpy(path: Path):
@@ -242,7 +249,7 @@ def _load_numpy(path: Path):
         raise ValueError(f"{path}: not a readable .{path.suffix.lstrip('.') or 'npy'} file: {err}") from None
 
 
-def _read_npy(path: Path) -> _Arrays:
+def _read_npy(path: Path, dtype: type) -> _Arrays:
     table = _load_numpy(path)
     if not isinstance(table, np.ndarray) or table.dtype.kind not in "fiu":
         raise ValueError(f"{path}: expected one numeric (N, D) array, got {type(table).__name__}"
@@ -252,7 +259,7 @@ def _read_npy(path: Path) -> _Arrays:
     return arrays
 
 
-def _read_npz(path: Path) -> _Arrays:
+def _read_npz(path: Path, dtype: type) -> _Arrays:
     archive = _load_numpy(path)
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: expected an .npz archive with an array 'points', got a single array")
@@ -276,14 +283,14 @@ def _read_npz(path: Path) -> _Arrays:
     return arrays["points"], arrays.get("normals"), features, names if features is not None else ()
 
 
-def _read_ply_cloud(path: Path) -> _Arrays:
+def _read_ply_cloud(path: Path, dtype: type) -> _Arrays:
     ply = read_ply(path)
     points = vertex_xyz(ply)
     vertex = ply.elements["vertex"]
     normal_names = next((ns for ns in _NORMAL_NAMES if all(isinstance(vertex.get(c), np.ndarray) for c in ns)), ())
     names = tuple(k for k, v in vertex.items() if isinstance(v, np.ndarray) and k not in ("x", "y", "z") + normal_names)
-    normals = np.stack([vertex[c] for c in normal_names], axis=1).astype(np.float64) if normal_names else None
-    features = np.stack([vertex[c] for c in names], axis=1).astype(np.float64) if names else None
+    normals = float_columns(vertex, normal_names) if normal_names else None
+    features = float_columns(vertex, names) if names else None
     for what, x in (("point coordinates", points), ("normals", normals), ("features", features)):
         if x is not None:
             check_finite_rows(x, what, lambda i: ply.where("vertex", i))
@@ -318,5 +325,6 @@ def _write_ply_cloud(path: Path, points, normals, features, names, binary) -> No
     write_ply(path, {"vertex": vertex}, binary=binary)
 
 
+# each reader takes the path and the dtype to parse text numbers to (binary files keep their own)
 _READERS = {"ply": _read_ply_cloud, "xyz": _read_xyz, "pts": _read_pts, "npy": _read_npy, "npz": _read_npz}
 _WRITERS = {"ply": _write_ply_cloud, "xyz": _write_text, "pts": _write_text, "npy": _write_npy, "npz": _write_npz}

@@ -384,3 +384,187 @@ def test_stl_vertex_merge_survives_hash_collisions(tmp_path, monkeypatch):
     assert torch.equal(hashed.verts, exact.verts) and torch.equal(hashed.faces, exact.faces)
     assert torch.equal(soup(*hashed), soup(verts, faces))
     assert len(hashed.verts) == len(torch.unique(faces)) - 1
+
+
+# fast paths ---------------------------------------------------------------------
+# Each text reader has a fast path (numpy's C parsers on blocks of lines) and a careful one (token by token,
+# naming the line of a problem); the fast path gives up (None) on anything it cannot vouch for.
+def outcome(read, *args):
+    """What a reader gives: its arrays (tensors as numpy), or the error message."""
+    try:
+        return [np.asarray(x) for x in read(*args)]
+    except ValueError as err:
+        return str(err)
+
+
+def same(a, b):
+    """Equal outcomes: the same error message, or arrays of the same dtypes and values."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return len(a) == len(b) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def number(rng, x):
+    forms = ["%.9g", "%.6f", "%.17g", "%.3e", "%+.4f", "%.1E"]
+    text = forms[rng.integers(len(forms))] % x
+    return {0: text, 1: text.replace("0.", ".", 1) if text.startswith("0.") else text}[int(rng.integers(2))]
+
+
+def gap(rng):
+    return [" ", " ", " ", "  ", "\t", " \t "][rng.integers(6)]
+
+
+def random_obj(rng):
+    """A well-formed OBJ with the forms real files have: v with w or colours, vt/vn/g/usemtl/o/s/l records,
+    comments (whole-line and trailing), blank lines, v, v/vt, v//vn and v/vt/vn references, negative
+    indices, polygons."""
+    lines, num_verts = ["# random obj", "mtllib m.mtl", "o thing"], 0
+    widths = [3] if rng.random() < 0.5 else [3, 4, 6]
+    ref_form = int(rng.integers(5))  # one form per file, or (4) mixed per face
+    for _ in range(int(rng.integers(1, 120))):
+        kind = rng.random()
+        if kind < 0.45 or num_verts < 3:
+            values = rng.normal(size=int(rng.choice(widths))) * 10.0 ** rng.integers(-3, 4)
+            lines.append("v" + "".join(gap(rng) + number(rng, x) for x in values))
+            num_verts += 1
+        elif kind < 0.8:
+            k = int(rng.integers(3, 7))
+            ids = rng.integers(1, num_verts + 1, size=k)
+            refs = []
+            for i in ids:
+                ref = str(i) if rng.random() < 0.7 else str(i - num_verts - 1)  # negative: relative
+                form = ref_form if ref_form < 4 else int(rng.integers(4))
+                refs.append(ref + ["", "/7", "//3", "/2/9"][form])
+            lines.append("f" + "".join(gap(rng) + r for r in refs))
+        else:
+            lines.append(["vt 0.5 0.25", "vn 0 0 1", "g part", "usemtl red", "s off", "l 1 2", "", "# note",
+                          "vp 0.1 0.2"][rng.integers(9)])
+        if rng.random() < 0.1:
+            lines[-1] += "  # trailing comment"
+    newline = "\r\n" if rng.random() < 0.3 else "\n"
+    return newline.join(lines) + (newline if rng.random() < 0.8 else "")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_obj_fast_path_matches_careful_reader(tmp_path, seed):
+    from geo4g.io import mesh_io
+
+    path = write(tmp_path, "r.obj", "")
+    path.write_bytes(random_obj(np.random.default_rng(seed)).encode())
+    careful = mesh_io._read_obj_lines(path)
+    fast = mesh_io._read_obj_fast(path.read_bytes(), np.float64)
+    assert fast is not None and same(fast, careful)
+    fast32 = mesh_io._read_obj_fast(path.read_bytes(), np.float32)
+    assert np.array_equal(fast32[0], careful[0].astype(np.float32)) and np.array_equal(fast32[1], careful[1])
+    loaded = load_mesh(path, dtype=torch.float64)
+    assert same([loaded.verts.numpy(), loaded.faces.numpy()], careful)
+
+
+def random_off(rng):
+    """A well-formed OFF: OFF / COFF / ModelNet's 'OFF490 518 0' headers, comments and blank lines around the
+    header, vertex colours, polygons, face colours."""
+    nv, nf = int(rng.integers(3, 60)), int(rng.integers(0, 60))
+    colour = rng.random() < 0.3
+    head = [["OFF", f"{nv} {nf} 0"], [f"OFF {nv} {nf} 0"], [f"OFF{nv} {nf} 0"], ["COFF", "", "# counts", f"{nv} {nf}"],
+            ["# made by hand", "NOFF", f"{nv}  {nf}  0   # counts"]][rng.integers(5)]
+    lines = head + ["".join(gap(rng) * (j > 0) + number(rng, x) for j, x in enumerate(rng.normal(size=3)))
+                    + (" 255 0 0 255" if colour else "") for _ in range(nv)]
+    for _ in range(nf):
+        k = int(rng.integers(3, 7))
+        lines.append(f"{k} " + gap(rng).join(map(str, rng.integers(0, nv, size=k))) + (" 10 20 30" if colour else ""))
+    newline = "\r\n" if rng.random() < 0.3 else "\n"
+    return newline.join(lines) + newline + ("# end\n" if rng.random() < 0.3 else "")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_off_fast_path_matches_careful_reader(tmp_path, seed):
+    from geo4g.io import mesh_io
+
+    path = write(tmp_path, "r.off", random_off(np.random.default_rng(seed)))
+    careful = mesh_io._read_off_lines(path)
+    fast = mesh_io._read_off_fast(path, path.read_bytes(), np.float64)
+    assert fast is not None and same(fast, careful)
+    loaded = load_mesh(path, dtype=torch.float64)
+    assert same([loaded.verts.numpy(), loaded.faces.numpy()], careful)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("indented.obj", "v 0 0 0\n  v 1 0 0\nv 0 1 0\n\tf 1 2 3\n"),
+    ("alone.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv\nf 1 2 3\n"),
+    ("hash.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv# c\nf 1 2 3\n"),
+    ("formfeed.obj", "v\x0c0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"),
+    ("mac.obj", "v 0 0 0\rv 1 0 0\rvt 0 0\rv 0 1 0\rf 1 2 3\r"),
+    ("slash.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf /1 2 3 4\n"),
+    ("letter.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3f\n"),
+    ("minus.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2-3\n"),
+    ("underscore.obj", "v 0 0 1_0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"),
+    ("huge.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999999999999999999\n"),
+    ("bom.obj", "\ufeffv 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 1\nf 1 2 3\n"),
+    ("unicode.obj", "# caf\u00e9\nv\u00a00 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 1\nf 1 2 3\n"),
+    ("nan.obj", "v 0 0 0\nv 1 0 0\nv 0 nan 0\nf 1 2 3\n"),
+    ("empty-face.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf # nothing\n"),
+    ("blank.off", "OFF\n3 1 0\n0 0 0\n\n1 0 0\n0 1 0\n3 0 1 2\n"),
+    ("comment.off", "OFF\n3 1 0\n0 0 0\n# c\n1 0 0\n0 1 0\n3 0 1 2\n"),
+    ("float-colour.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2 0.5 0.5 0.5\n"),
+    ("mac.off", "OFF\r3 1 0\r0 0 0\r1 0 0\r0 1 0\r3 0 1 2\r"),
+    ("late-header.off", "#\n" * 80 + "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n"),
+])
+def test_unusual_text_files_load_as_the_careful_reader_says(tmp_path, name, text):
+    from geo4g.io import mesh_io
+
+    path = write(tmp_path, name, "")
+    path.write_bytes(text.encode())
+    careful = mesh_io._read_obj_lines if name.endswith(".obj") else mesh_io._read_off_lines
+    assert same(outcome(load_mesh, path, torch.float64), outcome(careful, path))
+
+
+@pytest.mark.parametrize("ext,bad,match", [
+    ("obj", "v 1 zero 3", "malformed vertex coordinate 'zero'"),
+    ("obj", "f 1 2 0", "vertex 0"),
+    ("obj", "f 1/1 2/2 x/3", "malformed face"),
+    ("off", "1 0 nan", "finite"),
+    ("off", "3 0 1 2.5", "expected an integer"),
+])
+def test_malformed_line_deep_in_a_big_file_is_named(tmp_path, ext, bad, match):
+    rng = np.random.default_rng(0)
+    verts = rng.normal(size=(20000, 3))
+    faces = rng.integers(0, len(verts), size=(30000, 3))
+    path = tmp_path / f"big.{ext}"
+    save_mesh(path, verts, faces)
+    lines = path.read_text().splitlines()
+    is_vertex_line = not bad.startswith(("f", "3 "))
+    if ext == "obj":
+        line = 1 + 12345 if is_vertex_line else 1 + len(verts) + 23456  # after the '# written by geo4g' line
+    else:
+        line = 2 + 12345 if is_vertex_line else 2 + len(verts) + 23456
+    lines[line] = bad
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=match) as info:
+        load_mesh(path)
+    assert f"{path}:{line + 1}:" in str(info.value)
+
+
+def naive_merge(corners):
+    """Distinct rows in order of first use, one dict lookup per row (-0.0 and 0.0 are one vertex)."""
+    seen = {}
+    index = [seen.setdefault((row + 0).tobytes(), len(seen)) for row in corners]
+    verts = np.frombuffer(b"".join(seen), corners.dtype).reshape(-1, 3)
+    return verts, np.array(index, dtype=np.int64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("collide", [False, True])
+def test_stl_vertex_merge_matches_naive_merge(monkeypatch, dtype, seed, collide):
+    from geo4g.io import mesh_io
+
+    if collide:  # a hash with few values: many different rows share one, the exact re-sort sorts them out
+        monkeypatch.setattr(mesh_io, "_HASH", np.array([1 << 62, 0, 1 << 63, 0, 0, 0], dtype=np.uint64))
+    rng = np.random.default_rng(seed)
+    distinct = rng.normal(size=(int(rng.integers(1, 200)), 3)).astype(dtype)
+    distinct[rng.random(distinct.shape) < 0.2] = 0.0
+    distinct[rng.random(distinct.shape) < 0.1] = -0.0
+    corners = distinct[rng.integers(0, len(distinct), size=3 * int(rng.integers(1, 400)))]
+    verts, index = mesh_io._merge_vertices(corners.reshape(-1, 3, 3))
+    expected_verts, expected_index = naive_merge(corners)
+    assert verts.dtype == dtype and np.array_equal(verts, expected_verts) and np.array_equal(index, expected_index)

@@ -233,3 +233,49 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkey
         save_pointcloud(path, *random_cloud(seed=2), binary=binary)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# fast path ----------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(20))
+def test_text_fast_path_matches_careful_reader(tmp_path, seed):
+    """XYZ / PTS files with single or mixed spacing, tabs, comments, blank lines, exponents and CRLF line ends
+    give what the careful line reader gives, as float32 (numpy rounds the parsed double) and float64."""
+    from geo4g.io import pointcloud_io
+
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(int(rng.integers(1, 300)), int(rng.integers(3, 9)))) * 10.0 ** rng.integers(-8, 8)
+    spaced = rng.random() < 0.5
+    forms = ["%.9g", "%.17g", "%.4e", "%.6f", "%+g"]
+    lines = []
+    for row in table:
+        gaps = [" "] * len(row) if spaced else [[" ", "  ", "\t", " \t"][k] for k in rng.integers(4, size=len(row))]
+        lines.append("".join(g * (j > 0) + forms[rng.integers(len(forms))] % x for j, (g, x) in
+                             enumerate(zip(gaps, row))))
+        if not spaced and rng.random() < 0.05:
+            lines.append(["", "# comment", "   "][rng.integers(3)])
+    newline = "\r\n" if rng.random() < 0.3 else "\n"
+    path = tmp_path / f"c.{['xyz', 'pts'][seed % 2]}"
+    path.write_bytes((newline.join(lines) + newline).encode())
+    table = pointcloud_io._read_text_lines(path, count_line=seed % 2 == 1)
+    fast = pointcloud_io.load_table(path, np.float64, delimiter=" " if spaced else None)
+    assert fast is not None and np.array_equal(fast, table)  # the fast path reads these files
+    careful = pointcloud_io._split_columns(path, table)
+    for dtype in (torch.float32, torch.float64):
+        got = load_pointcloud(path, dtype=dtype)
+        for x, y in zip(got[:3], careful[:3]):
+            assert (x is None) == (y is None) and (x is None or torch.equal(x, torch.from_numpy(y).to(dtype)))
+        assert got.feature_names == careful[3]
+
+
+def test_malformed_line_deep_in_a_big_text_file_is_named(tmp_path):
+    path = tmp_path / "big.xyz"
+    save_pointcloud(path, *random_cloud(n=50000))
+    lines = path.read_text().splitlines()
+    lines[34567] = "1 2 3 4 five 6 0.5 0.5"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=f"{path}:34568: malformed value 'five'"):
+        load_pointcloud(path)
+    lines[34567] = "1 2 3 4 5 6 7"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=f"{path}:34568: expected 8 values like line 1, got 7"):
+        load_pointcloud(path)
