@@ -36,7 +36,8 @@ def test_train_ddp_runs_under_torchrun_and_resumes(tmp_path):
     script = EXAMPLES / "nn" / "train_ddp.py"
     base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
             "--per-class", "4", "--points", "32", "--checkpoints", str(tmp_path / "ckpt")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # gloo on the CPU, whatever GPUs the machine has: two ranks may not share one GPU under nccl.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     first = subprocess.run(base + ["--epochs", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "after 2 epochs" in first.stdout

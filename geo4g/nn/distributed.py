@@ -70,8 +70,15 @@ def init_from_env(backend: Optional[str] = None) -> bool:
     backend = backend or ("nccl" if cuda else "gloo")
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"backend must be 'gloo', 'nccl' or None, got {backend!r}")
-    if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    if backend == "nccl":
+        local_rank, visible = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local_rank >= visible:
+            raise ValueError(
+                f"LOCAL_RANK {local_rank} has no CUDA device of its own ({visible} visible): start at most "
+                f"{visible} processes per node, or pass backend='gloo' / hide the GPUs (CUDA_VISIBLE_DEVICES='') "
+                "to train on the CPU"
+            )
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend)
     return True
 

@@ -115,3 +115,14 @@ def test_shard_loader_keeps_settings_and_rejects_custom_samplers():
     ):
         with pytest.raises(ValueError, match="Build it with sampler=geo4g.nn.distributed_sampler"):
             shard_loader(custom)
+
+
+def test_nccl_with_more_local_ranks_than_gpus_raises_a_clear_error(monkeypatch):
+    from geo4g.nn import init_from_env
+
+    visible = torch.cuda.device_count()
+    monkeypatch.setenv("RANK", str(visible))
+    monkeypatch.setenv("WORLD_SIZE", str(visible + 1))
+    monkeypatch.setenv("LOCAL_RANK", str(visible))
+    with pytest.raises(ValueError, match=rf"LOCAL_RANK {visible} has no CUDA device of its own \({visible} visible\)"):
+        init_from_env(backend="nccl")
