@@ -12,6 +12,8 @@ extras = {
     "pyg": ["torch-geometric>=2.5"],
     "triton": ["triton>=3.0"],
     "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+    # peers the benchmarks compare against (PyTorch3D has no PyPI wheel for most platforms)
+    "bench": ["POT>=0.9", "geomloss>=0.3"],
 }
 extras["all"] = sorted({req for name in ("open3d", "pyg", "triton") for req in extras[name]})
 

@@ -1,0 +1,231 @@
+"""earth_movers_distance: brute-force twin on tiny sets, exact vs auction, gradients, ragged, bad input."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from geo4g.losses.emd import EMDResult, earth_movers_distance
+from geo4g.structures import Pointclouds
+
+METHODS = ["exact", "approx"]
+
+
+def _naive_emd(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean Euclidean distance of the best of all permutations (n <= 6)."""
+    n = x.shape[0]
+    if n == 0:
+        return 0.0
+    cost = torch.cdist(x.double(), y.double())
+    best = min(sum(float(cost[i, p[i]]) for i in range(n)) for p in itertools.permutations(range(n)))
+    return best / n
+
+
+def _rand(B, N, seed=0, dtype=torch.float32, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(B, N, 3, generator=g, dtype=torch.float64)
+    y = torch.rand(B, N, 3, generator=g, dtype=torch.float64)
+    return x.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
+def test_emd_matches_brute_force_on_tiny_sets(method, n):
+    x, y = _rand(3, n, seed=n, dtype=torch.float64)
+    got = earth_movers_distance(x, y, method=method, reduction=None, tol=1e-6)
+    want = torch.tensor([_naive_emd(x[b], y[b]) for b in range(3)], dtype=torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_matching_is_a_permutation_and_gives_the_value(method):
+    x, y = _rand(2, 40, seed=1)
+    res = earth_movers_distance(x, y, method=method, reduction=None, return_matching=True)
+    assert isinstance(res, EMDResult)
+    assert res.matching.shape == (2, 40) and res.matching.dtype == torch.long
+    for b in range(2):
+        assert torch.equal(res.matching[b].sort().values, torch.arange(40))
+        value = (x[b] - y[b, res.matching[b]]).norm(dim=-1).mean()
+        torch.testing.assert_close(res.dist[b], value)
+
+
+def test_approx_within_tolerance_of_exact(device):
+    x, y = _rand(3, 128, seed=2, device=device)
+    exact = earth_movers_distance(x, y, method="exact", reduction=None)
+    approx = earth_movers_distance(x, y, method="approx", reduction=None, tol=0.01)
+    assert bool((approx >= exact * (1 - 1e-5)).all())  # never below the optimum
+    assert bool((approx <= exact * 1.01).all())
+
+
+def test_approx_tighter_tol_is_closer():
+    x, y = _rand(1, 100, seed=3)
+    exact = earth_movers_distance(x, y, method="exact")
+    approx = earth_movers_distance(x, y, method="approx", tol=1e-3)
+    assert float(approx) <= float(exact) * 1.001 + 1e-6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_gradcheck_float64(method):
+    # well-separated points: the matching is stable under gradcheck's small perturbations
+    x, y = _rand(2, 5, seed=4, dtype=torch.float64)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    fn = lambda a, b: earth_movers_distance(a, b, method=method, reduction="sum", tol=1e-6)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, y), eps=1e-7, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_gradient_equals_analytic_gradient_of_matched_pairs(method):
+    x, y = _rand(2, 30, seed=5, dtype=torch.float64)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    res = earth_movers_distance(x, y, method=method, reduction="mean", return_matching=True, tol=1e-6)
+    res.dist.backward()
+    gx = torch.zeros_like(x)
+    gy = torch.zeros_like(y)
+    for b in range(2):
+        d = x[b].detach() - y[b, res.matching[b]].detach()
+        unit = d / d.norm(dim=-1, keepdim=True) / (2 * 30)
+        gx[b] = unit
+        gy[b].index_add_(0, res.matching[b], -unit)
+    torch.testing.assert_close(x.grad, gx)
+    torch.testing.assert_close(y.grad, gy)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_batched_and_ragged_match_per_element_calls(method):
+    x, y = _rand(4, 20, seed=6)
+    lengths = torch.tensor([20, 7, 1, 13])
+    y[1, 7:] = 1e3  # padding content must not matter
+    res = earth_movers_distance(x, y, lengths, lengths, method=method, reduction=None, return_matching=True)
+    for b, n in enumerate(lengths.tolist()):
+        one = earth_movers_distance(x[b:b + 1, :n], y[b:b + 1, :n], method=method, reduction=None)
+        torch.testing.assert_close(res.dist[b:b + 1], one)
+        assert bool((res.matching[b, n:] == -1).all())
+        assert torch.equal(res.matching[b, :n].sort().values, torch.arange(n))
+    summed = earth_movers_distance(x, y, lengths, lengths, method=method, reduction="sum")
+    mean = earth_movers_distance(x, y, lengths, lengths, method=method, reduction="mean")
+    torch.testing.assert_close(summed, res.dist.sum())
+    torch.testing.assert_close(mean, res.dist.mean())
+
+
+def test_emd_accepts_pointclouds():
+    x, y = _rand(2, 10, seed=7)
+    px = Pointclouds([x[0], x[1, :6]])
+    py = Pointclouds([y[0], y[1, :6]])
+    lengths = torch.tensor([10, 6])
+    want = earth_movers_distance(x, y, lengths, lengths, reduction=None)
+    torch.testing.assert_close(earth_movers_distance(px, py, reduction=None), want)
+
+
+def test_emd_padded_sizes_may_differ_when_lengths_agree():
+    x, y = _rand(2, 12, seed=8)
+    lengths = torch.tensor([5, 9])
+    got = earth_movers_distance(x, y[:, :9], lengths, lengths, reduction=None)
+    torch.testing.assert_close(got, earth_movers_distance(x, y, lengths, lengths, reduction=None))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_duplicates_and_identical_clouds(method):
+    x = torch.tensor([[[0.0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 0, 0]]], requires_grad=True)
+    y = torch.tensor([[[1.0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0]]])
+    d = earth_movers_distance(x, y, method=method)
+    assert d.item() == 0.0
+    d.backward()
+    assert torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) == 0.0
+    same = torch.zeros(1, 6, 3)
+    assert float(earth_movers_distance(same, same.clone(), method=method)) == 0.0
+    # duplicated points on one side only
+    a = torch.tensor([[[0.0, 0, 0], [0, 0, 0], [2, 0, 0]]])
+    b = torch.tensor([[[1.0, 0, 0], [0, 0, 0], [2, 0, 0]]])
+    assert math.isclose(float(earth_movers_distance(a, b, method=method)), 1 / 3, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_single_point(method):
+    x = torch.tensor([[[0.0, 0, 0]]])
+    y = torch.tensor([[[3.0, 4, 0]]])
+    res = earth_movers_distance(x, y, method=method, return_matching=True)
+    assert float(res.dist) == pytest.approx(5.0)
+    assert res.matching.tolist() == [[0]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_empty_clouds_give_zero_without_nan(method):
+    x, y = _rand(3, 6, seed=9)
+    x.requires_grad_(True)
+    lengths = torch.tensor([0, 4, 0])
+    res = earth_movers_distance(x, y, lengths, lengths, method=method, reduction=None, return_matching=True)
+    assert res.dist[0] == 0 and res.dist[2] == 0 and res.dist[1] > 0
+    assert bool((res.matching[0] == -1).all())
+    res.dist.sum().backward()
+    assert torch.isfinite(x.grad).all() and float(x.grad[0].abs().sum()) == 0.0
+    # all clouds empty, and no points at all
+    zero = torch.zeros(3, dtype=torch.long)
+    assert earth_movers_distance(x, y, zero, zero, method=method).item() == 0.0
+    assert earth_movers_distance(torch.zeros(2, 0, 3), torch.zeros(2, 0, 3), method=method, reduction=None).tolist() == [0, 0]
+    assert earth_movers_distance(torch.zeros(0, 5, 3), torch.zeros(0, 5, 3), method=method, reduction="sum").item() == 0.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_huge_coordinates(method):
+    x, y = _rand(1, 50, seed=10, dtype=torch.float64)
+    base = earth_movers_distance(x, y, method="exact")
+    for scale in (1e6, 1e20):
+        got = earth_movers_distance(x * scale, y * scale, method=method, tol=1e-3)
+        assert torch.isfinite(got)
+        assert float(got) / scale == pytest.approx(float(base), rel=1.5e-3)
+    shifted = earth_movers_distance(x + 1e8, y + 1e8, method=method, tol=1e-3)
+    assert float(shifted) == pytest.approx(float(base), rel=1.5e-3)
+    big = torch.full((1, 2, 3), 1e30)
+    big[0, 1] *= -1
+    assert torch.isfinite(earth_movers_distance(big, big.flip(1), method=method))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_emd_is_deterministic(method):
+    x, y = _rand(2, 64, seed=11)
+    a = earth_movers_distance(x, y, method=method, reduction=None, return_matching=True)
+    b = earth_movers_distance(x, y, method=method, reduction=None, return_matching=True)
+    assert torch.equal(a.dist, b.dist) and torch.equal(a.matching, b.matching)
+
+
+def test_emd_auto_is_exact():
+    x, y = _rand(1, 30, seed=12)
+    assert torch.equal(earth_movers_distance(x, y), earth_movers_distance(x, y, method="exact"))
+
+
+def test_emd_bad_input_names_the_argument():
+    x, y = _rand(2, 5, seed=13)
+    with pytest.raises(ValueError, match="batch size"):
+        earth_movers_distance(x, y[:1])
+    with pytest.raises(ValueError, match="last dimension"):
+        earth_movers_distance(x, y[..., :2])
+    with pytest.raises(ValueError, match="x_lengths"):
+        earth_movers_distance(x, y, torch.tensor([6, 5]), torch.tensor([5, 5]))
+    with pytest.raises(ValueError, match="equal size"):
+        earth_movers_distance(x, y, torch.tensor([5, 4]), torch.tensor([5, 5]))
+    with pytest.raises(ValueError, match="equal size"):
+        earth_movers_distance(x, torch.rand(2, 4, 3))
+    bad = x.clone()
+    bad[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        earth_movers_distance(bad, y)
+    bad = y.clone()
+    bad[0, 0, 1] = float("inf")
+    with pytest.raises(ValueError, match="y must be finite"):
+        earth_movers_distance(x, bad)
+    with pytest.raises(ValueError, match="method"):
+        earth_movers_distance(x, y, method="sinkhorn")
+    with pytest.raises(ValueError, match="reduction"):
+        earth_movers_distance(x, y, reduction="max")
+    with pytest.raises(ValueError, match="tol"):
+        earth_movers_distance(x, y, method="approx", tol=0)
+    with pytest.raises(ValueError, match="x must have 3 dimensions"):
+        earth_movers_distance(x[0], y[0])
+    with pytest.raises(TypeError, match="y must be a torch.Tensor"):
+        earth_movers_distance(x, y.tolist())
+    with pytest.raises(TypeError, match="dtype"):
+        earth_movers_distance(x, y.double())
+    with pytest.raises(TypeError, match="x must be a floating point"):
+        earth_movers_distance(x.long(), y)
