@@ -30,7 +30,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from geo4g.structures.checks import check_finite, check_lengths, check_tensor
+from ._inputs import check_cloud_pair
 
 __all__ = ["NearestNeighbors", "nearest_neighbors", "nearest_neighbors_both"]
 
@@ -147,35 +147,10 @@ def nearest_neighbors_both(
 # --------------------------------------------------------------------------- checks
 
 
-def _check_inputs(x, y, x_lengths, y_lengths, norm, x_name="x", y_name="y"):
-    check_tensor(x, x_name, ndim=3, kind="float", shape_hint="(B, N, D)")
-    check_tensor(y, y_name, ndim=3, kind="float", shape_hint="(B, M, D)")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"{y_name} must have the batch size of {x_name} ({x.shape[0]}), got shape {tuple(y.shape)}"
-        )
-    if y.shape[2] != x.shape[2]:
-        raise ValueError(
-            f"{y_name} must have the last dimension of {x_name} ({x.shape[2]}), got shape {tuple(y.shape)}"
-        )
-    if y.device != x.device:
-        raise ValueError(f"{y_name} must be on the device of {x_name} ({x.device}), got {y.device}")
-    if y.dtype != x.dtype:
-        raise TypeError(f"{y_name} must have the dtype of {x_name} ({x.dtype}), got {y.dtype}")
+def _check_inputs(x, y, x_lengths, y_lengths, norm):
     if isinstance(norm, bool) or norm not in (1, 2):
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")
-    check_finite(x, x_name)
-    check_finite(y, y_name)
-    B, N, M = x.shape[0], x.shape[1], y.shape[1]
-    if x_lengths is None:
-        x_lengths = torch.full((B,), N, dtype=torch.long, device=x.device)
-    else:
-        x_lengths = check_lengths(x_lengths, f"{x_name}_lengths", B, N, device=x.device)
-    if y_lengths is None:
-        y_lengths = torch.full((B,), M, dtype=torch.long, device=x.device)
-    else:
-        y_lengths = check_lengths(y_lengths, f"{y_name}_lengths", B, M, device=x.device)
-    return x, y, x_lengths, y_lengths
+    return check_cloud_pair(x, y, x_lengths, y_lengths)
 
 
 def _choose_method(x: torch.Tensor, y: torch.Tensor, norm: int) -> str:

@@ -23,8 +23,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
-from geo4g.structures.checks import check_finite, check_lengths, check_tensor, describe
-from geo4g.structures.pointclouds import Pointclouds
+from ._inputs import check_cloud_pair, unwrap_cloud
 
 __all__ = ["earth_movers_distance", "EMDResult"]
 
@@ -119,26 +118,11 @@ def earth_movers_distance(
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if isinstance(max_phases, bool) or not isinstance(max_phases, int) or max_phases < 1:
         raise ValueError(f"max_phases must be a positive int, got {max_phases!r}")
-    x, x_lengths = _points_and_lengths(x, x_lengths, "x")
-    y, y_lengths = _points_and_lengths(y, y_lengths, "y")
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must share one dtype, got x {x.dtype} and y {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must share one device, got x on {x.device} and y on {y.device}")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x and y must have the same batch size B, got x of shape {tuple(x.shape)} "
-            f"and y of shape {tuple(y.shape)}"
-        )
-    if x.shape[2] != y.shape[2]:
-        raise ValueError(
-            f"x and y must have the same last dimension D, got x of shape {tuple(x.shape)} "
-            f"and y of shape {tuple(y.shape)}"
-        )
+    x, x_lengths = unwrap_cloud(x, x_lengths, "x")
+    y, y_lengths = unwrap_cloud(y, y_lengths, "y")
+    x, y, x_lengths, y_lengths = check_cloud_pair(x, y, x_lengths, y_lengths)
     B = x.shape[0]
     lengths = _equal_lengths(x, y, x_lengths, y_lengths)
-    check_finite(x, "x")
-    check_finite(y, "y")
 
     if method == "auto":
         method = "exact"
@@ -163,20 +147,6 @@ def earth_movers_distance(
     elif reduction == "sum":
         dist = dist.sum()
     return EMDResult(dist, full) if return_matching else dist
-
-
-def _points_and_lengths(p, lengths, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The padded ``(B, N, D)`` points and ``(B,)`` long lengths of a tensor or ``Pointclouds``."""
-    if isinstance(p, Pointclouds):
-        if lengths is not None:
-            raise ValueError(f"{name}_lengths must be None when {name} is a Pointclouds (it carries its lengths)")
-        return p.points_padded(), p.num_points_per_cloud()
-    if not isinstance(p, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, N, D) or a Pointclouds, got {describe(p)}")
-    check_tensor(p, name, ndim=3, kind="float", shape_hint="(B, N, D)")
-    if lengths is None:
-        return p, torch.full((p.shape[0],), p.shape[1], dtype=torch.long, device=p.device)
-    return p, check_lengths(lengths, f"{name}_lengths", p.shape[0], p.shape[1], device=p.device)
 
 
 def _equal_lengths(x, y, x_lengths: torch.Tensor, y_lengths: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,14 @@ inputs, so where a metric is differentiable its gradient is exact.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 
 from geo4g.structures import Meshes, Pointclouds, lengths_to_mask
-from geo4g.structures.checks import check_finite, check_lengths, check_tensor, describe
+from geo4g.structures.checks import check_finite, check_tensor, describe
 
+from ._inputs import check_cloud_pair, finite_valid_rows, unwrap_cloud
 from ._nearest import nearest_neighbors
 
 __all__ = [
@@ -45,44 +46,11 @@ class FScore(NamedTuple):
 
 
 # input handling -------------------------------------------------------------
-def _cloud(x: CloudLike, lengths, name: str, lengths_name: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(padded (B, N, D) with zero padding rows, lengths (B,) long)`` of a tensor or ``Pointclouds``."""
-    if isinstance(x, Pointclouds):
-        if lengths is not None:
-            raise ValueError(f"{lengths_name} must be None when {name} is a Pointclouds "
-                             f"(its lengths are used), got {describe(lengths)}")
-        return x.points_padded(), x.num_points_per_cloud()
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a (B, N, D) tensor or a Pointclouds, got {describe(x)}")
-    check_tensor(x, name, ndim=3, kind="float", shape_hint="(B, N, D)")
-    B, N = x.shape[:2]
-    if lengths is None:
-        lengths = torch.full((B,), N, dtype=torch.long, device=x.device)
-    else:
-        lengths = check_lengths(lengths, lengths_name, B, N, device=x.device)
-    return _clean(x, lengths, name), lengths
-
-
-def _clean(x: torch.Tensor, lengths: torch.Tensor, name: str) -> torch.Tensor:
-    """Check that the valid rows of ``x`` are finite and zero the padding rows (whatever they held)."""
-    mask = lengths_to_mask(lengths, x.shape[1])
-    check_finite(x[mask], f"{name} (valid rows)")
-    return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
 def _pair(x: CloudLike, y: CloudLike, x_lengths, y_lengths):
-    """Both clouds, checked against each other: same batch size, point dimension, dtype and device."""
-    x, xl = _cloud(x, x_lengths, "x", "x_lengths")
-    y, yl = _cloud(y, y_lengths, "y", "y_lengths")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have the batch size of x (B={x.shape[0]}), got shape {tuple(y.shape)}")
-    if y.shape[2] != x.shape[2]:
-        raise ValueError(f"y must have the point dimension of x (D={x.shape[2]}), got shape {tuple(y.shape)}")
-    if y.dtype != x.dtype:
-        raise TypeError(f"y must have the dtype of x ({x.dtype}), got {y.dtype}")
-    if y.device != x.device:
-        raise ValueError(f"y must be on the device of x ({x.device}), got {y.device}")
-    return x, y, xl, yl
+    """Both clouds as checked padded tensors with zero padding rows, and their ``(B,)`` lengths."""
+    x, x_lengths = unwrap_cloud(x, x_lengths, "x")
+    y, y_lengths = unwrap_cloud(y, y_lengths, "y")
+    return check_cloud_pair(x, y, x_lengths, y_lengths)
 
 
 def _check_threshold(threshold, name: str = "threshold") -> float:
@@ -265,8 +233,8 @@ def normal_consistency(
     xn = _normals(x, x_normals, "x", "x_normals")
     yn = _normals(y, y_normals, "y", "y_normals")
     x, y = px, py
-    xn = _clean(_fit(xn, x, "x_normals", "x"), xl, "x_normals")
-    yn = _clean(_fit(yn, y, "y_normals", "y"), yl, "y_normals")
+    xn = finite_valid_rows(_fit(xn, x, "x_normals", "x"), xl, "x_normals")
+    yn = finite_valid_rows(_fit(yn, y, "y_normals", "y"), yl, "y_normals")
     a = _mean_cosine(x, y, xn, yn, xl, yl, abs_cosine)
     b = _mean_cosine(y, x, yn, xn, yl, xl, abs_cosine)
     out = 0.5 * (a + b)
