@@ -140,6 +140,29 @@ CASES = [
 ]
 
 
+SWEEP_SIZES = (2048, 8192, 32768, 131072)
+
+
+def memory_sweep(device):
+    """Peak memory of forward + backward at B=1, N=M growing 4x a step: geo4g grows linearly in
+    N+M; the naive cdist grows with N*M (run only while its matrix stays under 1 GiB)."""
+    rows, previous = [], {}
+    for N in SWEEP_SIZES:
+        for name in ("geo4g (auto)", "naive cdist+min"):
+            if name == "naive cdist+min" and N > 8192:
+                continue
+            mem = peak_memory(name, 1, N, True, device)
+            row = {"device": device, "N=M": N, "impl": name, "peak_mem_MiB": None if mem is None else mem / 2**20}
+            if mem is not None and name in previous:
+                # bytes per point added since the previous size: flat for linear growth
+                row["growth_bytes_per_added_point"] = (mem - previous[name][1]) / (2 * (N - previous[name][0]))
+            if mem is not None:
+                previous[name] = (N, mem)
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -193,6 +216,11 @@ def main():
     md = write_results(name, "Chamfer distance", rows, columns,
                        "python benchmarks/bench_chamfer.py" + (" --quick" if args.quick else "")
                        + ("" if args.device == "all" else f" --device {args.device}"), notes)
+    print(md.read_text())
+    sweep = [row for device in devices for row in memory_sweep(device)]
+    md = write_results(name + "_memory", "Chamfer distance: peak memory of forward + backward, B=1", sweep,
+                       ["device", "N=M", "impl", "peak_mem_MiB", "growth_bytes_per_added_point"],
+                       "python benchmarks/bench_chamfer.py", notes.split(" PyTorch3D")[0])
     print(md.read_text())
 
 
