@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   set up .venv and run the main job
 #   make test   set up .venv with the test extras and run the test suite
-#               (triton is among them: its kernels run under TRITON_INTERPRET=1 on the CPU)
+#               (triton and numba are among them: Triton kernels run under TRITON_INTERPRET=1
+#               on the CPU, numba compiles the CPU auction of the approximate EMD)
 # Both are idempotent: stamps in .venv skip the installs on a second run
 # unless setup.py changed.
 
@@ -28,7 +29,7 @@ $(VENV)/.core: setup.py $(VENV)/.torch
 	touch $@
 
 $(VENV)/.dev: setup.py $(VENV)/.torch
-	$(PIP) install -e ".[dev,open3d,pyg,triton]"
+	$(PIP) install -e ".[dev,open3d,pyg,triton,numba]"
 	touch $@ $(VENV)/.core
 
 install: $(VENV)/.core

@@ -11,11 +11,13 @@ extras = {
     "open3d": ["open3d-cpu>=0.18"],
     "pyg": ["torch-geometric>=2.5"],
     "triton": ["triton>=3.0"],
+    # compiled CPU auction behind earth_movers_distance(method="approx"/"auto")
+    "numba": ["numba>=0.60"],
     "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
     # peers the benchmarks compare against (PyTorch3D has no PyPI wheel for most platforms)
     "bench": ["POT>=0.9", "geomloss>=0.3"],
 }
-extras["all"] = sorted({req for name in ("open3d", "pyg", "triton") for req in extras[name]})
+extras["all"] = sorted({req for name in ("open3d", "pyg", "triton", "numba") for req in extras[name]})
 
 setup(
     name="geo4g",

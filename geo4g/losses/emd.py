@@ -11,13 +11,16 @@ matching itself is piecewise constant and carries no gradient):
 
 - ``"exact"``: SciPy's ``linear_sum_assignment`` (Jonker-Volgenant) on the full
   ``(N, N)`` cost matrix, one cloud pair at a time, on the CPU.
-- ``"approx"``: a batched auction algorithm with epsilon scaling in plain torch
-  (any device). It stops when the duality gap certifies that the matching's
-  cost is within ``tol`` (relative) of the optimum, so its value is never more
-  than ``tol`` above the exact one.
+- ``"approx"``: an auction algorithm with epsilon scaling. It stops when the
+  duality gap certifies that the matching's cost is within ``tol`` (relative)
+  of the optimum, so its value is never more than ``tol`` above the exact one.
+  On CPU tensors it runs a compiled numba kernel, one cloud pair at a time
+  (``geo4g/losses/_kernels/emd_numba.py``); on other devices, or when numba is
+  not installed, a batched auction in plain torch.
 """
 from __future__ import annotations
 
+import importlib
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -29,6 +32,7 @@ __all__ = ["earth_movers_distance", "EMDResult"]
 
 _METHODS = ("auto", "exact", "approx")
 _REDUCTIONS = ("mean", "sum", None)
+_AUTO_APPROX_MIN_N = 2048  # "auto" picks the numba auction from this many points up (CPU only)
 
 
 class EMDResult(NamedTuple):
@@ -68,11 +72,14 @@ def earth_movers_distance(
             Must be ``None`` when ``x`` is a ``Pointclouds``.
         y_lengths: ``(B,)`` integer, valid points of each ``y`` cloud (default: ``M``).
         method: ``"exact"`` (SciPy's Jonker-Volgenant ``linear_sum_assignment``, on
-            the CPU, one pair at a time), ``"approx"`` (batched epsilon-scaling
-            auction in torch, on the input's device, certified within ``tol``), or
-            ``"auto"``, which is ``"exact"``: measured at N = 1024 and 2048 it is
-            the faster of the two on a CPU and also against the auction on a GPU
-            (see ``benchmarks/results/emd.md``).
+            the CPU, one pair at a time), ``"approx"`` (epsilon-scaling auction,
+            certified within ``tol``: a compiled numba kernel on CPU tensors, a
+            batched torch auction on other devices or without numba), or
+            ``"auto"``: ``"approx"`` for CPU tensors whose largest cloud has
+            ``>= 2048`` points when numba is importable (there it measured about 10x faster than
+            ``"exact"``), ``"exact"`` otherwise (see ``benchmarks/results/emd.md``).
+            Without numba the CPU ``"approx"`` silently uses the torch auction
+            (same guarantee, slower; ``pip install geo4g[numba]``).
         reduction: ``"mean"`` (mean over the batch), ``"sum"`` or ``None`` (the
             ``(B,)`` per-pair values).
         return_matching: also return the ``(B, N)`` matching.
@@ -80,7 +87,8 @@ def earth_movers_distance(
             auction stops when its duality gap proves
             ``approx <= (1 + tol) * exact`` (in practice it is far closer).
         max_phases: ``"approx"`` only, the most epsilon-scaling phases (a safety
-            cap; each phase divides epsilon by 10).
+            cap; each phase divides epsilon by 10 in the torch auction, by 6 in
+            the numba one).
 
     Returns:
         the distance (a scalar for ``"mean"``/``"sum"``, ``(B,)`` for ``None``),
@@ -101,8 +109,9 @@ def earth_movers_distance(
         (or ``N != M`` when no lengths are given) a ``ValueError`` names the
         first such element. Subsample the larger cloud first for a partial match.
 
-    Memory: ``"approx"`` holds a ``(B, N, N)`` cost matrix (and up to one more
-    of the same size while bidding); ``"exact"`` one ``(N, N)`` float64 matrix.
+    Memory: the torch ``"approx"`` holds a ``(B, N, N)`` cost matrix (and up to
+    one more of the same size while bidding); the numba one and ``"exact"`` one
+    ``(N, N)`` matrix at a time (float32 and float64).
 
     Raises:
         TypeError: non-tensor input, non-float points, integer lengths of another type.
@@ -124,9 +133,10 @@ def earth_movers_distance(
     B = x.shape[0]
     lengths = _equal_lengths(x, y, x_lengths, y_lengths)
 
-    if method == "auto":
-        method = "exact"
     L = int(lengths.max()) if B > 0 else 0
+    kernels = _numba_kernels() if method != "exact" and x.device.type == "cpu" else None
+    if method == "auto":
+        method = "approx" if kernels is not None and L >= _AUTO_APPROX_MIN_N else "exact"
     if L == 0:
         dist = x.new_zeros(B) + 0 * (x.sum() + y.sum())  # keeps the graph: zero gradients, no NaN
         full = torch.full((B, x.shape[1]), -1, dtype=torch.long, device=x.device)
@@ -136,6 +146,8 @@ def earth_movers_distance(
         xs, ys = _normalise(x[:, :L].detach(), y[:, :L].detach(), lengths)
         if method == "exact":
             matching = _match_exact(xs, ys, lengths)
+        elif kernels is not None:
+            matching = _match_numba(kernels, xs, ys, lengths, float(tol), max_phases)
         else:
             matching = _match_auction(torch.cdist(xs, ys), lengths, float(tol), max_phases)
 
@@ -204,6 +216,26 @@ def _match_exact(xs: torch.Tensor, ys: torch.Tensor, lengths: torch.Tensor) -> t
         rows, cols = linear_sum_assignment(cost)
         out[b, torch.from_numpy(rows)] = torch.from_numpy(cols.astype(np.int64))
     return out.to(xs.device)
+
+
+def _numba_kernels():
+    """The compiled auction module, or ``None`` when numba cannot be imported."""
+    try:
+        return importlib.import_module("geo4g.losses._kernels.emd_numba")
+    except ImportError:
+        return None
+
+
+def _match_numba(kernels, xs: torch.Tensor, ys: torch.Tensor, lengths: torch.Tensor, tol: float,
+                 max_phases: int) -> torch.Tensor:
+    """Certified auction matching of each pair with the numba kernel (float32 costs, CPU)."""
+    B, L, _ = xs.shape
+    out = torch.full((B, L), -1, dtype=torch.long)
+    xf, yf = xs.float().numpy(), ys.float().numpy()
+    for b, n in enumerate(lengths.tolist()):
+        if n > 0:
+            out[b, :n] = torch.from_numpy(kernels._match(xf[b, :n], yf[b, :n], tol, max_phases))
+    return out
 
 
 def _match_auction(cost: torch.Tensor, lengths: torch.Tensor, tol: float, max_phases: int) -> torch.Tensor:

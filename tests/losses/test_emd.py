@@ -1,10 +1,12 @@
 """earth_movers_distance: brute-force twin on tiny sets, exact vs auction, gradients, ragged, bad input."""
 import itertools
 import math
+import sys
 
 import pytest
 import torch
 
+from geo4g.losses import emd as emd_module
 from geo4g.losses.emd import EMDResult, earth_movers_distance
 from geo4g.structures import Pointclouds
 
@@ -190,7 +192,7 @@ def test_emd_is_deterministic(method):
     assert torch.equal(a.dist, b.dist) and torch.equal(a.matching, b.matching)
 
 
-def test_emd_auto_is_exact():
+def test_emd_auto_is_exact_below_the_size_threshold():
     x, y = _rand(1, 30, seed=12)
     assert torch.equal(earth_movers_distance(x, y), earth_movers_distance(x, y, method="exact"))
 
@@ -229,3 +231,148 @@ def test_emd_bad_input_names_the_argument():
         earth_movers_distance(x, y.double())
     with pytest.raises(TypeError, match="x must be a floating point"):
         earth_movers_distance(x.long(), y)
+
+
+# ---- the numba auction (CPU "approx") and its torch fallback --------------------------------
+
+needs_numba = pytest.mark.skipif(emd_module._numba_kernels() is None, reason="numba not importable")
+_NUMBA_MOD = "geo4g.losses._kernels.emd_numba"
+
+
+def _spy(monkeypatch, name):
+    """Count the calls of ``emd_module.<name>`` (still calling through)."""
+    calls = []
+    real = getattr(emd_module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(emd_module, name, wrapper)
+    return calls
+
+
+def _no_numba(monkeypatch):
+    """Make the lazy import of the numba kernels fail, as without numba installed."""
+    monkeypatch.setitem(sys.modules, _NUMBA_MOD, None)
+    assert emd_module._numba_kernels() is None
+
+
+def _shape_pair(n, seed):
+    from geo4g.meshes import sample_points_from_meshes
+    from geo4g.parametric import box_mesh, cylinder_mesh, icosphere
+    from geo4g.structures import Meshes
+
+    g = torch.Generator().manual_seed(seed)
+    a = sample_points_from_meshes(Meshes([icosphere(2)[0], box_mesh((1.0, 0.8, 0.6))[0]],
+                                         [icosphere(2)[1], box_mesh((1.0, 0.8, 0.6))[1]]), n, generator=g)
+    b = sample_points_from_meshes(Meshes([icosphere(2)[0], cylinder_mesh(0.5, 1.2)[0]],
+                                         [icosphere(2)[1], cylinder_mesh(0.5, 1.2)[1]]), n, generator=g)
+    return a, b  # sphere vs sphere (two samplings), box vs cylinder
+
+
+def _check_within_tol(x, y, tol, lengths=None):
+    exact = earth_movers_distance(x, y, lengths, lengths, method="exact", reduction=None)
+    res = earth_movers_distance(x, y, lengths, lengths, method="approx", reduction=None, tol=tol,
+                                return_matching=True)
+    assert bool((res.dist >= exact * (1 - 1e-5) - 1e-7).all())  # never below the optimum
+    assert bool((res.dist <= exact * (1 + tol) + 1e-7).all()), (res.dist, exact)
+    n = lengths if lengths is not None else torch.full((x.shape[0],), x.shape[1])
+    for b, nb in enumerate(n.tolist()):
+        assert torch.equal(res.matching[b, :nb].sort().values, torch.arange(nb))
+        assert bool((res.matching[b, nb:] == -1).all())
+    return res
+
+
+@needs_numba
+@pytest.mark.parametrize("n", [64, 256])
+@pytest.mark.parametrize("tol", [0.01, 1e-3])
+def test_numba_approx_permutation_within_tol_on_random_clouds(monkeypatch, n, tol):
+    calls = _spy(monkeypatch, "_match_numba")
+    x, y = _rand(3, n, seed=20 + n)
+    _check_within_tol(x, y, tol)
+    assert calls, "the CPU approx path should use the numba kernel"
+
+
+@needs_numba
+def test_numba_approx_within_tol_on_shape_samples(monkeypatch):
+    calls = _spy(monkeypatch, "_match_numba")
+    x, y = _shape_pair(200, seed=21)
+    _check_within_tol(x, y, 0.01)
+    _check_within_tol(x.double(), y.double(), 1e-3)
+    assert calls
+
+
+@needs_numba
+def test_numba_approx_duplicates_single_point_and_empty(monkeypatch):
+    calls = _spy(monkeypatch, "_match_numba")
+    g = torch.Generator().manual_seed(22)
+    sites = torch.rand(8, 3, generator=g)
+    x = sites[torch.randint(0, 8, (2, 96), generator=g)]  # 96 points on 8 sites, heavy ties
+    y = sites[torch.randint(0, 8, (2, 96), generator=g)]
+    _check_within_tol(x, y, 0.01)
+    same = torch.rand(1, 50, 3, generator=g).expand(2, 50, 3).contiguous()
+    assert float(earth_movers_distance(same[:1], same[1:], method="approx")) == 0.0
+    assert float(earth_movers_distance(torch.ones(1, 40, 3), torch.ones(1, 40, 3), method="approx")) == 0.0
+    lengths = torch.tensor([1, 0, 64, 2])
+    x, y = _rand(4, 64, seed=23)
+    res = _check_within_tol(x, y, 0.01, lengths)
+    assert res.dist[1] == 0 and res.matching[0, 0] == 0
+    torch.testing.assert_close(res.dist[0], (x[0, 0] - y[0, 0]).norm())
+    assert calls
+
+
+@needs_numba
+def test_numba_and_torch_auction_give_the_same_guarantee(monkeypatch):
+    x, y = _rand(2, 128, seed=24)
+    exact = earth_movers_distance(x, y, method="exact", reduction=None)
+    fast = earth_movers_distance(x, y, method="approx", reduction=None, tol=0.01)
+    monkeypatch.setattr(emd_module, "_numba_kernels", lambda: None)
+    slow = earth_movers_distance(x, y, method="approx", reduction=None, tol=0.01)
+    for value in (fast, slow):
+        assert bool((value >= exact * (1 - 1e-5)).all()) and bool((value <= exact * 1.01).all())
+
+
+def test_approx_falls_back_to_the_torch_auction_without_numba(monkeypatch):
+    _no_numba(monkeypatch)
+    torch_calls = _spy(monkeypatch, "_match_auction")
+    numba_calls = _spy(monkeypatch, "_match_numba")
+    x, y = _rand(2, 96, seed=25)
+    _check_within_tol(x, y, 0.01)
+    assert torch_calls and not numba_calls
+    # and "auto" stays exact at any size
+    exact_calls = _spy(monkeypatch, "_match_exact")
+    monkeypatch.setattr(emd_module, "_AUTO_APPROX_MIN_N", 16)
+    earth_movers_distance(x, y)
+    assert exact_calls
+
+
+@needs_numba
+def test_auto_uses_numba_from_the_size_threshold(monkeypatch):
+    numba_calls = _spy(monkeypatch, "_match_numba")
+    exact_calls = _spy(monkeypatch, "_match_exact")
+    n = emd_module._AUTO_APPROX_MIN_N
+    x, y = _rand(1, n, seed=26)
+    earth_movers_distance(x, y)
+    assert numba_calls and not exact_calls
+    earth_movers_distance(x[:, : n - 1], y[:, : n - 1])
+    assert len(numba_calls) == 1 and exact_calls
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "torch"])
+def test_approx_gradient_flows_through_the_matched_pairs(monkeypatch, backend):
+    if backend == "torch":
+        _no_numba(monkeypatch)
+    x, y = _rand(2, 48, seed=27, dtype=torch.float64)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    res = earth_movers_distance(x, y, method="approx", reduction="mean", return_matching=True, tol=1e-3)
+    res.dist.backward()
+    gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+    for b in range(2):
+        d = x[b].detach() - y[b, res.matching[b]].detach()
+        unit = d / d.norm(dim=-1, keepdim=True) / (2 * 48)
+        gx[b] = unit
+        gy[b].index_add_(0, res.matching[b], -unit)
+    torch.testing.assert_close(x.grad, gx)
+    torch.testing.assert_close(y.grad, gy)
