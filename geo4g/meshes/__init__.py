@@ -1,4 +1,4 @@
 """Triangle-mesh ops: surface sampling (more to come: Laplacians, spectral bases, mesh convolutions)."""
-from .sample import sample_points_from_meshes
+from .sample import SurfaceSamples, sample_points_from_meshes, sample_surface
 
-__all__ = ["sample_points_from_meshes"]
+__all__ = ["sample_points_from_meshes", "sample_surface", "SurfaceSamples"]

@@ -1,4 +1,4 @@
-"""Parametric and procedural shapes: primitive solids (procedural shape programs build on them)."""
-from .primitives import box_mesh, cylinder_mesh, icosphere, torus_mesh
+"""Parametric and procedural shapes: primitive solids and the procedural shape programs built on them."""
+from .primitives import box_mesh, cone_mesh, cylinder_mesh, icosphere, revolve_mesh, torus_mesh, tube_mesh
 
-__all__ = ["box_mesh", "cylinder_mesh", "icosphere", "torus_mesh"]
+__all__ = ["box_mesh", "cone_mesh", "cylinder_mesh", "icosphere", "revolve_mesh", "torus_mesh", "tube_mesh"]

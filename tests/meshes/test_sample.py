@@ -1,10 +1,11 @@
-"""Tests for sample_points_from_meshes: shapes, samples on the surface, area weighting, determinism, autograd."""
-import math
+"""Tests for sample_points_from_meshes and sample_surface: shapes, samples on the surface, area weighting,
+determinism, autograd, bad input."""
 
 import pytest
 import torch
 
 from geo4g.meshes import sample_points_from_meshes
+from geo4g.meshes.sample import SurfaceSamples, sample_surface
 from geo4g.structures import Meshes
 
 
@@ -295,3 +296,193 @@ def test_sampling_on_cuda_with_a_cuda_generator_is_on_the_surface_and_reproducib
     samples = a[0].cpu()
     assert torch.minimum(samples, 1 - samples).min(-1).values.abs().max() < 1e-12
     assert torch.allclose(a[2], a[0])  # textures = positions
+
+
+# sample_surface ------------------------------------------------------------------------------------------------------
+
+
+def naive_face_normals(verts, faces):
+    """Naive: one unit normal per face, a Python loop, (b - a) x (c - a) / |.|."""
+    out = []
+    for i, j, k in faces.tolist():
+        n = torch.linalg.cross(verts[j] - verts[i], verts[k] - verts[i])
+        out.append(n / n.norm())
+    return torch.stack(out)
+
+
+def barycentric(point, a, b, c):
+    """Naive: least-squares barycentric coordinates of ``point`` in triangle abc, and the distance off its plane."""
+    basis = torch.stack([b - a, c - a], 1)  # (3, 2)
+    coef = torch.linalg.lstsq(basis, (point - a)[:, None]).solution[:, 0]
+    off_plane = float((a + basis @ coef - point).norm())
+    return torch.cat([(1 - coef.sum())[None], coef]), off_plane
+
+
+def bumpy_tetrahedron():
+    verts, faces = tetrahedron()
+    return verts * torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64) + 0.1 * torch.randn(4, 3, generator=gen(30),
+                                                                                         dtype=torch.float64), faces
+
+
+def test_sample_surface_points_lie_on_their_face():
+    verts, faces = bumpy_tetrahedron()
+    out = sample_surface(verts, faces, 300, generator=gen(31))
+    assert isinstance(out, SurfaceSamples)
+    assert out.points.shape == (300, 3) and out.normals.shape == (300, 3) and out.face_index.shape == (300,)
+    assert out.face_index.dtype == torch.long and out.points.dtype == torch.float64
+    assert set(out.face_index.tolist()) == {0, 1, 2, 3}
+    for p, f in zip(out.points, out.face_index.tolist()):
+        a, b, c = verts[faces[f]]
+        w, off_plane = barycentric(p, a, b, c)
+        assert off_plane < 1e-12
+        assert float(w.min()) >= -1e-12 and float(w.sum()) == pytest.approx(1.0)
+
+
+def test_sample_surface_normals_are_the_unit_face_normals():
+    verts, faces = bumpy_tetrahedron()
+    out = sample_surface(verts, faces, 200, generator=gen(32))
+    torch.testing.assert_close(out.normals.norm(dim=1), torch.ones(200, dtype=torch.float64))
+    torch.testing.assert_close(out.normals, naive_face_normals(verts, faces)[out.face_index])
+    # flipping the winding flips the normals, the points stay where they were
+    flipped = sample_surface(verts, faces.flip(1), 200, generator=gen(32))
+    torch.testing.assert_close(flipped.normals, -out.normals)
+    assert torch.equal(flipped.face_index, out.face_index)
+
+
+def test_sample_surface_float32_and_int32_faces():
+    verts, faces = unit_cube(torch.float32)
+    out = sample_surface(verts, faces.int(), 500, generator=gen(33))
+    assert out.points.dtype == out.normals.dtype == torch.float32
+    assert torch.minimum(out.points, 1 - out.points).min(-1).values.abs().max() < 1e-6
+    # on a cube, each normal is an axis direction
+    assert torch.allclose(out.normals.abs().max(1).values, torch.ones(500))
+
+
+def test_sample_surface_draws_faces_in_proportion_to_area():
+    # triangle 0 has area 1, triangle 1 has area 3
+    verts = torch.tensor([[0.0, 0, 0], [2, 0, 0], [0, 1, 0], [0, 0, 5], [3, 0, 5], [0, 2, 5]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    n = 20000
+    out = sample_surface(verts, faces, n, generator=gen(34))
+    counts = torch.bincount(out.face_index, minlength=2).double()
+    expected = torch.tensor([0.25, 0.75], dtype=torch.float64) * n
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 16  # 1 degree of freedom: P(chi2 > 16) ~ 6e-5
+    # and the points of each face are on that face's plane
+    assert torch.equal(out.points[:, 2] > 2.5, out.face_index == 1)
+
+
+def test_sample_surface_is_uniform_inside_a_triangle():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.float64)
+    points = sample_surface(verts, torch.tensor([[0, 1, 2]]), 20000, generator=gen(35)).points
+    bary = torch.stack([1 - points[:, 0] - points[:, 1], points[:, 0], points[:, 1]], -1)
+    corners = (bary > 0.5).double().mean(0)
+    assert torch.allclose(corners, torch.full((3,), 0.25, dtype=torch.float64), atol=0.015)
+    assert torch.allclose(points.mean(0), verts.mean(0), atol=0.01)
+
+
+def test_sample_surface_many_faces_match_areas():
+    # a strip of 8 triangles with areas 1..8 (chi-square over 7 degrees of freedom)
+    verts, faces = [], []
+    for k in range(8):
+        verts += [[0.0, 0.0, 3.0 * k], [k + 1.0, 0.0, 3.0 * k], [0.0, 2.0, 3.0 * k]]
+        faces.append([3 * k, 3 * k + 1, 3 * k + 2])
+    verts, faces = torch.tensor(verts, dtype=torch.float64), torch.tensor(faces)
+    n = 36000
+    counts = torch.bincount(sample_surface(verts, faces, n, generator=gen(36)).face_index, minlength=8).double()
+    expected = torch.arange(1, 9, dtype=torch.float64) / 36 * n
+    assert float(((counts - expected) ** 2 / expected).sum()) < 35  # P(chi2_7 > 35) ~ 1e-5
+
+
+def test_sample_surface_is_reproducible_with_a_generator():
+    verts, faces = bumpy_tetrahedron()
+    a = sample_surface(verts, faces, 64, generator=gen(37))
+    b = sample_surface(verts, faces, 64, generator=gen(37))
+    c = sample_surface(verts, faces, 64, generator=gen(38))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a.points, c.points)
+    torch.manual_seed(0)
+    d = sample_surface(verts, faces, 64)
+    torch.manual_seed(0)
+    assert torch.equal(sample_surface(verts, faces, 64).points, d.points)
+
+
+def test_sample_surface_points_and_normals_pass_gradcheck():
+    verts, faces = bumpy_tetrahedron()
+    verts = verts.clone().requires_grad_(True)
+
+    def fn(v):
+        # a fresh generator per call: every evaluation draws the same faces and barycentrics
+        out = sample_surface(v, faces, 6, generator=gen(39))
+        return out.points, out.normals
+    assert torch.autograd.gradcheck(fn, (verts,))
+
+
+def test_sample_surface_gradient_weights_are_the_barycentric_coordinates():
+    verts, faces = bumpy_tetrahedron()
+    verts = verts.clone().requires_grad_(True)
+    out = sample_surface(verts, faces, 50, generator=gen(40))
+    out.points.sum().backward()
+    # each point is a convex combination of its face's vertices: the weights sum to 50 on each axis
+    torch.testing.assert_close(verts.grad.sum(0), torch.full((3,), 50.0, dtype=torch.float64))
+
+
+def test_sample_surface_zero_samples_gives_empty_outputs():
+    verts, faces = tetrahedron()
+    out = sample_surface(verts, faces, 0, generator=gen(41))
+    assert out.points.shape == (0, 3) and out.normals.shape == (0, 3) and out.face_index.shape == (0,)
+    assert out.points.dtype == torch.float64 and out.face_index.dtype == torch.long
+
+
+def test_sample_surface_all_degenerate_faces_are_drawn_uniformly_with_zero_normals():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [5, 0, 0]], dtype=torch.float64, requires_grad=True)
+    faces = torch.tensor([[0, 1, 2], [1, 2, 3], [3, 3, 3]])  # a line and a point: all of zero area
+    out = sample_surface(verts, faces, 3000, generator=gen(42))
+    assert torch.isfinite(out.points).all() and torch.isfinite(out.normals).all()
+    assert torch.equal(out.normals, torch.zeros(3000, 3, dtype=torch.float64))
+    counts = torch.bincount(out.face_index, minlength=3).double()
+    assert float(((counts - 1000) ** 2 / 1000).sum()) < 16  # uniform over the 3 faces (2 degrees of freedom)
+    on_point = out.points[out.face_index == 2].detach()
+    torch.testing.assert_close(on_point, torch.tensor([[5.0, 0, 0]], dtype=torch.float64).expand_as(on_point))
+    on_line = out.points[out.face_index < 2].detach()
+    assert torch.equal(on_line[:, 1:], torch.zeros_like(on_line[:, 1:]))
+    assert float(on_line[:, 0].min()) >= 0 and float(on_line[:, 0].max()) <= 5
+    (out.points.sum() + out.normals.sum()).backward()
+    assert torch.isfinite(verts.grad).all()
+
+
+def test_sample_surface_zero_area_faces_next_to_real_ones_are_never_drawn():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5], [0, 0, 1], [4, 4, 4]])  # only face 1 has an area
+    out = sample_surface(verts, faces, 2000, generator=gen(43))
+    assert torch.equal(out.face_index, torch.ones(2000, dtype=torch.long))
+    torch.testing.assert_close(out.normals, torch.tensor([0.0, 0, 1], dtype=torch.float64).expand(2000, 3))
+
+
+def test_sample_surface_normal_gradient_of_a_degenerate_face_is_zero_not_nan():
+    verts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0]], dtype=torch.float64, requires_grad=True)
+    out = sample_surface(verts, torch.tensor([[0, 1, 2]]), 5, generator=gen(44))
+    out.normals.sum().backward()
+    assert torch.equal(verts.grad, torch.zeros(3, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("verts, faces, num_samples, error, match", [
+    (torch.zeros(4, 3), torch.zeros(0, 3, dtype=torch.long), 5, ValueError, "faces is empty"),
+    (torch.zeros(4, 3), torch.tensor([[0, 1, 4]]), 5, ValueError, r"faces indices must lie in \[0, 4\).*got range \[0, 4\]"),
+    (torch.zeros(4, 3), torch.tensor([[0, -1, 2]]), 5, ValueError, r"faces indices must lie in \[0, 4\)"),
+    (torch.zeros(4, 3), torch.tensor([[0, 1, 2]]), -1, ValueError, "num_samples must be a non-negative int, got -1"),
+    (torch.zeros(4, 3), torch.tensor([[0, 1, 2]]), 2.0, ValueError, "num_samples must be a non-negative int"),
+    (torch.zeros(4, 3), torch.tensor([[0, 1, 2]]), True, ValueError, "num_samples must be a non-negative int"),
+    (torch.zeros(4, 2), torch.tensor([[0, 1, 2]]), 5, ValueError, r"verts must have last dimension 3 \(V, 3\)"),
+    (torch.zeros(1, 4, 3), torch.tensor([[0, 1, 2]]), 5, ValueError, r"verts must have 2 dimensions \(V, 3\)"),
+    (torch.zeros(4, 3, dtype=torch.long), torch.tensor([[0, 1, 2]]), 5, TypeError,
+     r"verts must be a floating point tensor \(V, 3\), got dtype torch.int64"),
+    ([[0.0, 0, 0]] * 3, torch.tensor([[0, 1, 2]]), 5, TypeError, "verts must be a torch.Tensor"),
+    (torch.zeros(4, 3), torch.tensor([[0.0, 1, 2]]), 5, TypeError, "faces must be an integer tensor"),
+    (torch.zeros(4, 3), torch.tensor([0, 1, 2]), 5, ValueError, "faces must have 2 dimensions"),
+    (torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, float("nan"), 0]]), torch.tensor([[0, 1, 2]]), 5, ValueError,
+     r"verts must be finite, got 1 NaN/inf value\(s\), the first at index \(2, 1\)"),
+])
+def test_sample_surface_bad_input_raises_naming_the_argument(verts, faces, num_samples, error, match):
+    with pytest.raises(error, match=match):
+        sample_surface(verts, faces, num_samples)
