@@ -2,9 +2,10 @@
 
 Meshes: ``load_mesh`` / ``save_mesh`` for OBJ, OFF, PLY and STL (ascii and
 binary), ``load_meshes`` for a ``Meshes`` batch. Point clouds:
-``load_pointcloud`` / ``save_pointcloud`` for PLY, XYZ, PTS, NPY and NPZ,
+``load_pointcloud`` / ``save_pointcloud`` for PLY, XYZ, PTS, NPY, NPZ and PCD,
 ``load_pointclouds`` for a ``Pointclouds`` batch. ``read_ply`` / ``write_ply``
-give every PLY element and property (labels, colours, ...). Every save is atomic.
+give every PLY element and property (labels, colours, ...), ``read_pcd`` /
+``write_pcd`` every PCD field. Every save is atomic.
 Interop (each peer imported on first use): trimesh, Open3D, PyTorch Geometric
 and PyTorch3D.
 """
@@ -19,6 +20,7 @@ from .interop import (
     to_trimesh,
 )
 from .mesh_io import MESH_FORMATS, MeshData, load_mesh, load_meshes, save_mesh
+from .pcd import PcdData, read_pcd, write_pcd
 from .ply import PlyData, PlyList, read_ply, write_ply
 from .pointcloud_io import POINTCLOUD_FORMATS, PointcloudData, load_pointcloud, load_pointclouds, save_pointcloud
 
@@ -26,6 +28,7 @@ __all__ = [
     "MESH_FORMATS",
     "MeshData",
     "POINTCLOUD_FORMATS",
+    "PcdData",
     "PlyData",
     "PlyList",
     "PointcloudData",
@@ -37,6 +40,7 @@ __all__ = [
     "load_meshes",
     "load_pointcloud",
     "load_pointclouds",
+    "read_pcd",
     "read_ply",
     "save_mesh",
     "save_pointcloud",
@@ -44,5 +48,6 @@ __all__ = [
     "to_pyg",
     "to_pytorch3d",
     "to_trimesh",
+    "write_pcd",
     "write_ply",
 ]

@@ -1,4 +1,4 @@
-"""Point cloud files: PLY, XYZ, PTS, NPY and NPZ, with optional normals and per-point features."""
+"""Point cloud files: PLY, XYZ, PTS, NPY, NPZ and PCD, with optional normals and per-point features."""
 from __future__ import annotations
 
 import zipfile
@@ -29,11 +29,12 @@ from ._common import (
     to_numpy,
     to_tensor,
 )
+from .pcd import read_pcd, write_pcd
 from .ply import float_columns, read_ply, vertex_xyz, write_ply
 
 __all__ = ["PointcloudData", "POINTCLOUD_FORMATS", "load_pointcloud", "load_pointclouds", "save_pointcloud"]
 
-POINTCLOUD_FORMATS = ("ply", "xyz", "pts", "npy", "npz")
+POINTCLOUD_FORMATS = ("ply", "xyz", "pts", "npy", "npz", "pcd")
 
 _NORMAL_NAMES = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
 
@@ -58,7 +59,7 @@ class PointcloudData(NamedTuple):
 
 
 def load_pointcloud(path: PathLike, dtype: torch.dtype = torch.float32, format: Optional[str] = None) -> PointcloudData:
-    """Load a point cloud from a PLY, XYZ, PTS, NPY or NPZ file.
+    """Load a point cloud from a PLY, XYZ, PTS, NPY, NPZ or PCD file.
 
     - PLY (ascii or binary): element ``vertex`` with ``x y z``; normals from
       ``nx ny nz`` (or ``normal_x ...``); every other scalar vertex property
@@ -73,6 +74,12 @@ def load_pointcloud(path: PathLike, dtype: torch.dtype = torch.float32, format: 
     - NPY: an ``(N, D)`` array, ``D >= 3``, with the same column layout.
     - NPZ: arrays ``points (N, 3)`` and optionally ``normals (N, 3)``,
       ``features (N, C)``, ``feature_names (C,)``.
+    - PCD (``DATA ascii``, ``binary`` or ``binary_compressed``): fields ``x y z``;
+      normals from ``normal_x normal_y normal_z`` (or ``nx ny nz``); every other
+      field becomes features, in file order: a packed colour ``rgb`` / ``rgba``
+      becomes ``r g b`` / ``r g b a`` columns (0-255), a field ``f`` with ``COUNT C > 1``
+      becomes ``f_0 ... f_{C-1}``, padding fields ``_`` are skipped. The points of an
+      organized cloud (``HEIGHT > 1``) come row by row; missing points (NaN) raise.
 
     Args:
         path: the file.
@@ -136,11 +143,13 @@ def save_pointcloud(
         features: ``(N, C)`` float, or ``None``.
         feature_names: ``C`` names for the features, stored by PLY (as
             property names) and NPZ; default ``feature_0 ...``.
-        binary: PLY only: binary (default) or ascii. XYZ and PTS are text and
+        binary: PLY and PCD: binary (default) or ascii. XYZ and PTS are text and
             reject ``binary=True``.
         format: one of ``POINTCLOUD_FORMATS``; default from the file extension.
 
-    Normals and features are written in the points' dtype. XYZ, PTS and NPY
+    Normals and features are written in the points' dtype; PCD stores them as
+    fields ``x y z``, ``normal_x normal_y normal_z`` and one field per feature name
+    (a ``HEIGHT 1`` cloud with the header PCL writes). XYZ, PTS and NPY
     store the columns ``points [normals] [features]``; as their reader takes
     columns 4-6 of a 6+ column file as normals, features of 3 or more columns
     need normals there (or use PLY / NPZ).
@@ -297,6 +306,39 @@ def _read_ply_cloud(path: Path, dtype: type) -> _Arrays:
     return points, normals, features, names
 
 
+def _read_pcd_cloud(path: Path, dtype: type) -> _Arrays:
+    fields = read_pcd(path).fields
+    if not all(c in fields and fields[c].ndim == 1 for c in "xyz"):
+        raise ValueError(f"{path}: expected PCD fields x, y, z (COUNT 1), got FIELDS {' '.join(fields) or '(none)'}")
+    normal_names = next((ns for ns in _NORMAL_NAMES if all(c in fields and fields[c].ndim == 1 for c in ns)), ())
+    columns = {}
+    for name, values in fields.items():
+        if name in ("x", "y", "z") + normal_names:
+            continue
+        if name in ("rgb", "rgba") and values.dtype == np.uint32:
+            columns.update((c, (values >> shift) & 255) for c, shift in zip("rgba", (16, 8, 0, 24)[:len(name)]))
+        elif values.ndim == 2:
+            columns.update((f"{name}_{i}", values[:, i]) for i in range(values.shape[1]))
+        else:
+            columns[name] = values
+    points = float_columns(fields, "xyz")
+    normals = float_columns(fields, normal_names) if normal_names else None
+    features = float_columns(columns, list(columns)) if columns else None
+    for what, x in (("point coordinates", points), ("normals", normals), ("features", features)):
+        if x is not None:
+            check_finite_rows(x, what, lambda i: f"{path}: point {i}")
+    return points, normals, features, tuple(columns)
+
+
+def _write_pcd_cloud(path: Path, points, normals, features, names, binary) -> None:
+    fields = {c: points[:, i] for i, c in enumerate("xyz")}
+    if normals is not None:
+        fields.update({c: normals[:, i] for i, c in enumerate(_NORMAL_NAMES[1])})
+    if features is not None:
+        fields.update({c: features[:, i] for i, c in enumerate(names)})
+    write_pcd(path, fields, binary=binary)
+
+
 def _write_text(path: Path, points, normals, features, names, binary) -> None:
     table = np.concatenate([x for x in (points, normals, features) if x is not None], axis=1)
     with atomic_write(path, "w") as f:
@@ -326,5 +368,7 @@ def _write_ply_cloud(path: Path, points, normals, features, names, binary) -> No
 
 
 # each reader takes the path and the dtype to parse text numbers to (binary files keep their own)
-_READERS = {"ply": _read_ply_cloud, "xyz": _read_xyz, "pts": _read_pts, "npy": _read_npy, "npz": _read_npz}
-_WRITERS = {"ply": _write_ply_cloud, "xyz": _write_text, "pts": _write_text, "npy": _write_npy, "npz": _write_npz}
+_READERS = {"ply": _read_ply_cloud, "xyz": _read_xyz, "pts": _read_pts, "npy": _read_npy, "npz": _read_npz,
+            "pcd": _read_pcd_cloud}
+_WRITERS = {"ply": _write_ply_cloud, "xyz": _write_text, "pts": _write_text, "npy": _write_npy, "npz": _write_npz,
+            "pcd": _write_pcd_cloud}

@@ -152,7 +152,7 @@ def test_missing_file_and_unknown_extension(tmp_path):
         load_pointcloud(write(tmp_path, "c.las", ""))
     with pytest.raises(ValueError, match=r"format='las'"):
         save_pointcloud(tmp_path / "c.xyz", torch.zeros(1, 3), format="las")
-    assert POINTCLOUD_FORMATS == ("ply", "xyz", "pts", "npy", "npz")
+    assert POINTCLOUD_FORMATS == ("ply", "xyz", "pts", "npy", "npz", "pcd")
 
 
 @pytest.mark.parametrize("name,text,line,match", [
