@@ -109,6 +109,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(epochs=args.epochs, seed=args.seed)
 
 
+def _categories(text: Optional[str]) -> Optional[List[str]]:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def cmd_cache_build(args: argparse.Namespace) -> int:
+    """Build the point cache of each asked split under ``OUT/<split>``."""
+    from geo4g.data.cache import build_cache
+    from geo4g.data.registry import DATASET_SPLITS, open_dataset
+
+    splits = args.split or list(DATASET_SPLITS[args.dataset])
+    skipped = 0
+    for split in splits:
+        dataset = open_dataset(args.dataset, args.root, split, num_points=args.points,
+                               categories=_categories(args.categories), seed=args.seed, modelnet=args.modelnet,
+                               shapes_per_category=args.shapes_per_category, workers=args.workers,
+                               progress=not args.quiet)
+        config = {"dataset": args.dataset, "root": None if args.root is None else str(Path(args.root).resolve()),
+                  "split": split, "num_points": args.points, "seed": args.seed, "categories": args.categories,
+                  "modelnet": args.modelnet if args.dataset == "modelnet" else None,
+                  "shapes_per_category": args.shapes_per_category if args.dataset == "procedural" else None}
+        summary = build_cache(dataset, Path(args.out) / split, config=config, chunk_size=args.chunk_size,
+                              workers=args.workers, shard=args.shard, num_shards=args.num_shards,
+                              progress=not args.quiet)
+        skipped += len(summary.skipped)
+        print(summary)
+    print(f"done: {len(splits)} splits, {skipped} unreadable items skipped")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    """Export the procedural dataset in the ShapeNetCore v2 layout."""
+    from geo4g.data.export import export_procedural
+
+    count = export_procedural(args.out, categories=_categories(args.categories),
+                              shapes_per_category=args.shapes_per_category, seed=args.seed, root=args.root,
+                              progress=not args.quiet)
+    print(f"exported {count} procedural shapes to {args.out} (ShapeNetCore v2 layout)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geo4g", description="Deep learning on 3D geometry.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -123,6 +163,38 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sample N points (with normals) on the input mesh's surface")
     convert.add_argument("--seed", type=int, default=0, help="seed of the surface sampling")
     convert.set_defaults(func=cmd_convert)
+
+    cache = sub.add_parser("cache", help="preprocessing caches").add_subparsers(dest="action", required=True,
+                                                                               metavar="ACTION")
+    build = cache.add_parser("build", help="sample a dataset to points into resumable, sharded, memory-mapped chunks")
+    build.add_argument("--dataset", required=True, choices=["procedural", "modelnet", "shapenetcore", "shapenetpart"])
+    build.add_argument("--root", default=None,
+                       help="the dataset folder (real datasets), or the generation cache (procedural)")
+    build.add_argument("--out", required=True, help="cache folder; each split goes to OUT/<split>")
+    build.add_argument("--points", type=int, default=2048, metavar="N", help="points per shape")
+    build.add_argument("--workers", type=int, default=1, metavar="W", help="parallel worker processes")
+    build.add_argument("--split", action="append", default=None,
+                       help="a split to build (repeatable); default every split of the dataset")
+    build.add_argument("--categories", default=None, help="comma-separated category names (synsets for shapenetcore)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the point sampling (and of procedural shapes)")
+    build.add_argument("--modelnet", default="10", choices=["10", "40"], help="ModelNet10 or ModelNet40")
+    build.add_argument("--shapes-per-category", type=int, default=200, help="procedural: shapes per category")
+    build.add_argument("--chunk-size", type=int, default=256, help="items per chunk (the unit of resumption)")
+    build.add_argument("--shard", type=int, default=0, metavar="I", help="this worker's shard index")
+    build.add_argument("--num-shards", type=int, default=1, metavar="K", help="workers splitting the chunks")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=cmd_cache_build)
+
+    data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="action", required=True,
+                                                                          metavar="ACTION")
+    export = data.add_parser("export", help="write the procedural dataset in the ShapeNetCore v2 layout")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--categories", default=None, help="comma-separated procedural categories (default all)")
+    export.add_argument("--shapes-per-category", type=int, default=100)
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--root", default=None, help="the procedural generation cache (default: the user cache)")
+    export.add_argument("--quiet", action="store_true", help="no progress bars")
+    export.set_defaults(func=cmd_data_export)
 
     demo = sub.add_parser("demo", help="a short tour of the library")
     demo.add_argument("--epochs", type=int, default=20)

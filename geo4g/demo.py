@@ -1,9 +1,10 @@
 """``geo4g demo``: a short tour of what the library holds today.
 
 It builds a batch of primitive meshes, samples their surfaces, writes and
-reads the results back through ``geo4g.io``, and trains a small point-cloud
-classifier (a shared MLP with max pooling) to tell the primitives apart under
-random rotations and stretches, with the ``Trainer`` and its checkpoints.
+reads the results back through ``geo4g.io``, generates the embedded procedural
+dataset (12 ShapeNet-like categories, cached after the first run) and trains a
+small point-cloud classifier (a shared MLP with max pooling) on it with the
+``Trainer`` and its checkpoints.
 """
 from __future__ import annotations
 
@@ -11,50 +12,18 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from geo4g.data import Compose, GeometryCollate, ProceduralShapes, RandomRotation, RandomScale
 from geo4g.io import load_mesh, load_pointcloud, save_mesh, save_pointcloud
 from geo4g.meshes import sample_points_from_meshes
 from geo4g.nn import MLP, SharedMLP, Trainer
 from geo4g.parametric import box_mesh, cylinder_mesh, icosphere, torus_mesh
 from geo4g.structures import Meshes, Pointclouds
-
-CLASSES = ("box", "sphere", "cylinder", "torus")
-
-
-def random_primitive(label: int, g: torch.Generator):
-    """One primitive of class ``label`` with random proportions: ``(verts (V, 3), faces (F, 3))``."""
-    u = lambda lo, hi: float(lo + (hi - lo) * torch.rand((), generator=g))  # noqa: E731
-    if label == 0:
-        verts, faces = box_mesh((u(0.5, 1.5), u(0.5, 1.5), u(0.5, 1.5)))
-    elif label == 1:
-        verts, faces = icosphere(3)
-        verts = verts * torch.tensor([u(0.8, 1.2), u(0.8, 1.2), u(0.8, 1.2)])
-    elif label == 2:
-        verts, faces = cylinder_mesh(u(0.3, 0.6), u(0.6, 2.0))
-    else:
-        verts, faces = torus_mesh(1.0, u(0.2, 0.5))
-    return verts, faces
-
-
-def random_rotations(n: int, g: torch.Generator) -> torch.Tensor:
-    """``(n, 3, 3)`` rotation matrices drawn uniformly from SO(3) (QR of a Gaussian matrix)."""
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=g))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
-    return q * torch.sign(torch.linalg.det(q))[:, None, None]
-
-
-def make_dataset(per_class: int, num_points: int, g: torch.Generator):
-    """Rotated, normalised surface samples of random primitives: ``points (M, N, 3)``, ``labels (M,)``."""
-    labels = torch.arange(len(CLASSES)).repeat_interleave(per_class)
-    meshes = Meshes(*map(list, zip(*(random_primitive(int(c), g) for c in labels))))
-    points = sample_points_from_meshes(meshes, num_points, generator=g)
-    points = points @ random_rotations(len(labels), g)
-    return Pointclouds(points).normalize("sphere").points_padded(), labels
-
 
 class PointMaxClassifier(nn.Module):
     """Point-wise shared MLP, max pooling over points, then an MLP head.
@@ -73,8 +42,12 @@ class PointMaxClassifier(nn.Module):
         return self.head(self.features(points.transpose(1, 2)).amax(dim=2))
 
 
-def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 64, num_points: int = 256) -> int:
-    """Run the tour and print what each step produced. Returns an exit code (0)."""
+def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 100, num_points: int = 512,
+             root: Optional[Path] = None) -> int:
+    """Run the tour and print what each step produced. Returns an exit code (0).
+
+    ``root`` is the procedural dataset's cache folder (default: the user cache).
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     torch.manual_seed(seed)
@@ -105,15 +78,22 @@ def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 64, num_points: i
         cloud = load_pointcloud(Path(tmp) / "torus.xyz")
         print(f"   torus.xyz: {cloud.points.shape[0]} points with normals: {cloud.normals is not None}")
 
-        print(f"4. training: classify {', '.join(CLASSES)} from {num_points} rotated points")
-        train_x, train_y = make_dataset(per_class, num_points, g)
-        test_x, test_y = make_dataset(per_class // 4, num_points, g)
-        model = PointMaxClassifier(len(CLASSES))
+        print(f"4. data: the procedural dataset, {per_class} shapes per category, {num_points} points each")
+        train_transform = Compose([RandomRotation(axis="y"), RandomScale(0.85, 1.15, anisotropic=True)])
+        common = dict(root=root, shapes_per_category=per_class, seed=seed, representation="points",
+                      num_points=num_points, progress=False)
+        train_set = ProceduralShapes(split="train", transform=train_transform, **common)
+        test_set = ProceduralShapes(split="test", transform=RandomRotation(axis="y", generator=g), **common)
+        print(f"   {train_set}\n   categories: {', '.join(train_set.categories)}")
+
+        print(f"5. training: classify the {train_set.num_classes} categories from points rotated about the up axis")
+        model = PointMaxClassifier(train_set.num_classes)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         trainer = Trainer(
             model,
             optimizer,
             nn.functional.cross_entropy,
+            forward_fn=lambda net, batch: (net(batch["points"]), batch["label"]),
             scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs),
             metrics={"accuracy": lambda logits, y: (logits.argmax(-1) == y).float().mean()},
             max_epochs=epochs,
@@ -121,12 +101,14 @@ def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 64, num_points: i
             device="cpu",
             seed=seed,
         )
-        loader = DataLoader(TensorDataset(train_x, train_y), batch_size=16, shuffle=True,
+        collate = GeometryCollate("padded")
+        loader = DataLoader(train_set, batch_size=32, shuffle=True, collate_fn=collate,
                             generator=torch.Generator().manual_seed(seed))
-        trainer.fit(loader, DataLoader(TensorDataset(test_x, test_y), batch_size=64))
-        result = trainer.evaluate(DataLoader(TensorDataset(test_x, test_y), batch_size=64))
+        test_loader = DataLoader(test_set, batch_size=64, collate_fn=collate)
+        trainer.fit(loader, test_loader)
+        result = trainer.evaluate(test_loader)
         saved = sorted(p.name for p in (Path(tmp) / "checkpoints").iterdir())
-    print(f"   test accuracy {result['accuracy']:.3f} on {len(test_y)} shapes "
-          f"(chance {1 / len(CLASSES):.2f}); checkpoints written: {saved}")
+    print(f"   test accuracy {result['accuracy']:.3f} on {len(test_set)} shapes "
+          f"(chance {1 / train_set.num_classes:.2f}); checkpoints written: {saved}")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0

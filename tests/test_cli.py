@@ -21,7 +21,7 @@ def torus_obj(tmp_path):
 
 def test_help_lists_the_commands_as_a_console_module():
     out = subprocess.run([sys.executable, "-m", "geo4g.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("info", "convert", "demo"):
+    for command in ("info", "convert", "cache", "data", "demo"):
         assert command in out.stdout
 
 
@@ -100,10 +100,10 @@ def test_convert_malformed_file_names_file_and_line(tmp_path, capsys):
     assert "bad.off" in err and ":4" in err
 
 
-def test_demo_runs_every_step_and_reports_accuracy_and_checkpoints(capsys):
-    assert run_demo(epochs=3, per_class=8, num_points=64) == 0
+def test_demo_runs_every_step_and_reports_accuracy_and_checkpoints(capsys, tmp_path):
+    assert run_demo(epochs=3, per_class=10, num_points=64, root=tmp_path) == 0
     out = capsys.readouterr().out
-    for step in ("1. meshes", "2. sampling", "3. io", "4. training", "test accuracy"):
+    for step in ("1. meshes", "2. sampling", "3. io", "4. data", "5. training", "test accuracy"):
         assert step in out
     accuracy = float(out.split("test accuracy ")[1].split()[0])
     assert 0.0 <= accuracy <= 1.0
@@ -113,3 +113,48 @@ def test_demo_runs_every_step_and_reports_accuracy_and_checkpoints(capsys):
 def test_demo_rejects_zero_epochs(capsys):
     assert main(["demo", "--epochs", "0"]) == 2
     assert "epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_cache_build_writes_every_split_and_resumes(tmp_path, capsys):
+    args = ["cache", "build", "--dataset", "procedural", "--root", str(tmp_path / "gen"), "--out", str(tmp_path / "c"),
+            "--points", "64", "--categories", "mug,car", "--shapes-per-category", "10", "--chunk-size", "4",
+            "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "done: 3 splits, 0 unreadable items skipped" in out and "cache complete" in out
+    from geo4g.data.cache import CachedDataset
+
+    sizes = {s: len(CachedDataset(tmp_path / "c" / s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 14, "val": 2, "test": 4}
+    assert CachedDataset(tmp_path / "c" / "test")[0]["points"].shape == (64, 3)
+    assert main(args) == 0
+    assert "built 0, reused 4" in capsys.readouterr().out
+    assert main(args[:-3] + ["--chunk-size", "5", "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_cache_build_shards_across_workers(tmp_path, capsys):
+    base = ["cache", "build", "--dataset", "procedural", "--root", str(tmp_path / "gen"), "--out", str(tmp_path / "c"),
+            "--points", "32", "--categories", "lamp", "--shapes-per-category", "20", "--chunk-size", "3",
+            "--split", "train", "--num-shards", "2", "--quiet"]
+    assert main(base + ["--shard", "0"]) == 0
+    assert "still missing" in capsys.readouterr().out
+    assert main(base + ["--shard", "1"]) == 0
+    assert "cache complete" in capsys.readouterr().out
+    assert not (tmp_path / "c" / "val").exists()
+
+
+def test_cache_build_reports_missing_dataset_folder(tmp_path, capsys):
+    assert main(["cache", "build", "--dataset", "modelnet", "--root", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "c"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "geo4g cache: error:" in err and "ModelNet" in err
+
+
+def test_data_export_writes_shapenet_layout(tmp_path, capsys):
+    assert main(["data", "export", "--out", str(tmp_path / "x"), "--categories", "guitar", "--shapes-per-category",
+                 "2", "--root", str(tmp_path / "gen"), "--quiet"]) == 0
+    assert "exported 2 procedural shapes" in capsys.readouterr().out
+    assert (tmp_path / "x" / "03467517" / "procedural-guitar-00001" / "models" / "model_normalized.obj").is_file()
+    assert main(["data", "export", "--out", str(tmp_path / "y"), "--categories", "unicorn", "--quiet"]) == 2
+    assert "unknown categories" in capsys.readouterr().err

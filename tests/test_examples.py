@@ -35,7 +35,7 @@ def test_sample_surface_writes_a_unit_sphere_cloud_with_normals(tmp_path, capsys
 def test_train_ddp_runs_under_torchrun_and_resumes(tmp_path):
     script = EXAMPLES / "nn" / "train_ddp.py"
     base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-            "--per-class", "4", "--points", "32", "--checkpoints", str(tmp_path / "ckpt")]
+            "--per-class", "10", "--points", "32", "--checkpoints", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data")]
     # gloo on the CPU, whatever GPUs the machine has: two ranks may not share one GPU under nccl.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     first = subprocess.run(base + ["--epochs", "2"], capture_output=True, text=True, env=env, timeout=300)

@@ -3,9 +3,10 @@
     python examples/nn/train_ddp.py --epochs 10
     torchrun --standalone --nproc_per_node 2 examples/nn/train_ddp.py --epochs 10
 
-Under torchrun the Trainer joins the process group (gloo on CPU, nccl on GPU),
-wraps the model in DistributedDataParallel and shards the training loader;
-each process generates the same data from the seed. Checkpoints go to
+It trains on the embedded procedural dataset (12 categories, --per-class shapes
+each, cached under --data). Under torchrun the Trainer joins the process group
+(gloo on CPU, nccl on GPU), wraps the model in DistributedDataParallel and
+shards the training loader; every process reads the same seeded dataset. Checkpoints go to
 --checkpoints (rank 0 writes them); run the same command again with --resume
 to continue an interrupted run exactly.
 """
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from geo4g.demo import CLASSES, PointMaxClassifier, make_dataset
+from geo4g.data import GeometryCollate, ProceduralShapes, RandomRotation
+from geo4g.demo import PointMaxClassifier
 from geo4g.nn import Trainer, cleanup, get_rank, init_from_env
 
 
@@ -30,27 +32,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/train_ddp"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=None, help="procedural dataset cache (default: the user cache)")
     args = parser.parse_args(argv)
 
     init_from_env()
-    g = torch.Generator().manual_seed(args.seed)
-    train_x, train_y = make_dataset(args.per_class, args.points, g)
-    test_x, test_y = make_dataset(max(1, args.per_class // 4), args.points, g)
+    common = dict(root=args.data, shapes_per_category=args.per_class, seed=args.seed, representation="points",
+                  num_points=args.points, progress=get_rank() == 0)
+    train_set = ProceduralShapes(split="train", transform=RandomRotation(axis="y"), **common)
+    test_set = ProceduralShapes(split="test", **common)
 
     torch.manual_seed(args.seed)
-    model = PointMaxClassifier(len(CLASSES))
+    model = PointMaxClassifier(train_set.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     trainer = Trainer(
         model, optimizer, nn.functional.cross_entropy,
+        forward_fn=lambda net, batch: (net(batch["points"]), batch["label"]),
         scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs),
         metrics={"accuracy": lambda logits, y: (logits.argmax(-1) == y).float().mean()},
         max_epochs=args.epochs, checkpoint_dir=args.checkpoints, seed=args.seed,
         progress=get_rank() == 0,
     )
-    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=16, shuffle=True,
+    collate = GeometryCollate("padded")
+    loader = DataLoader(train_set, batch_size=16, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(args.seed))
     trainer.fit(loader, resume=args.resume)
-    result = trainer.evaluate(DataLoader(TensorDataset(test_x, test_y), batch_size=64))
+    result = trainer.evaluate(DataLoader(test_set, batch_size=64, collate_fn=collate))
     if get_rank() == 0:
         print(f"test loss {result['loss']:.4f} accuracy {result['accuracy']:.3f} after {trainer.epoch} epochs")
     cleanup()
