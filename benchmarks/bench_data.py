@@ -353,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     data_md = write_results(
         "data", "Data pipeline: generation, sampling, cache and loaders", rows, COLUMNS, command,
-        notes=f"Machine shared with other jobs: timings are noisy. Single-process rows use 1 torch thread; "
+        notes=f"Timings vary with machine load. Single-process rows use 1 torch thread; "
               f"surface-sampling ratios are peer time / geo4g time (above 1: geo4g is faster), one mesh per call, "
               f"on {SAMPLE_MESHES_PER_CATEGORY} procedural meshes per category. ProceduralShapes generates whole "
               f"shards of 64 shapes per category, so the cold end-to-end row generates "

@@ -83,6 +83,7 @@ def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 100, num_points: 
         common = dict(root=root, shapes_per_category=per_class, seed=seed, representation="points",
                       num_points=num_points, progress=False)
         train_set = ProceduralShapes(split="train", transform=train_transform, **common)
+        val_set = ProceduralShapes(split="val", transform=RandomRotation(axis="y", generator=g), **common)
         test_set = ProceduralShapes(split="test", transform=RandomRotation(axis="y", generator=g), **common)
         print(f"   {train_set}\n   categories: {', '.join(train_set.categories)}")
 
@@ -104,9 +105,8 @@ def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 100, num_points: 
         collate = GeometryCollate("padded")
         loader = DataLoader(train_set, batch_size=32, shuffle=True, collate_fn=collate,
                             generator=torch.Generator().manual_seed(seed))
-        test_loader = DataLoader(test_set, batch_size=64, collate_fn=collate)
-        trainer.fit(loader, test_loader)
-        result = trainer.evaluate(test_loader)
+        trainer.fit(loader, DataLoader(val_set, batch_size=64, collate_fn=collate))
+        result = trainer.evaluate(DataLoader(test_set, batch_size=64, collate_fn=collate))
         saved = sorted(p.name for p in (Path(tmp) / "checkpoints").iterdir())
     print(f"   test accuracy {result['accuracy']:.3f} on {len(test_set)} shapes "
           f"(chance {1 / train_set.num_classes:.2f}); checkpoints written: {saved}")
