@@ -43,7 +43,8 @@ def collate_geometry(batch: Sequence[Dict[str, object]], output: str = "structur
       ``meshes``, a ``Meshes(verts, faces)``, in place of those keys.
 
     In both, ``part_labels (B, N)`` and ``face_labels (B, F)`` are padded with -1, so
-    ``cross_entropy(..., ignore_index=-1)`` skips the padding. Other keys: tensors of
+    ``cross_entropy(..., ignore_index=-1)`` skips the padding (unsigned integer labels and
+    faces, which cannot hold -1, are widened to long first). Other keys: tensors of
     one shape are stacked (the scalar ``label`` becomes ``(B,)``, equal-length
     ``params (P,)`` become ``(B, P)``); tensors of different shapes (``params`` of
     different categories) stay a list of ``B`` tensors; Python numbers become a tensor;
@@ -70,8 +71,9 @@ def collate_geometry(batch: Sequence[Dict[str, object]], output: str = "structur
     Raises:
         ValueError: an empty batch, an unknown ``output``, items with different keys (the
             message names the key and the item index), bad geometry (naming
-            ``batch[i]['key']``), for ``"pyg"`` items holding both points and a mesh or a
-            key that clashes with the PyG names.
+            ``batch[i]['key']``), a metadata key that clashes with a key the output makes
+            (``lengths``, ``pointclouds``, ...; for ``"pyg"`` the PyG names), or for
+            ``"pyg"`` items holding both points and a mesh.
         TypeError: ``batch`` is not a list of dicts, geometry of mixed dtypes, or one key
             holding values of different types.
         ImportError: ``output="pyg"`` without ``torch_geometric`` installed.
@@ -111,8 +113,18 @@ def _lengths(values: List[torch.Tensor]) -> torch.Tensor:
     return torch.tensor([v.shape[0] for v in values], dtype=torch.long, device=values[0].device)
 
 
+def _signed(values: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Unsigned integer tensors widened to long, so that -1 padding stays -1 (uint8 would wrap it to 255)."""
+    if not values[0].dtype.is_signed:  # integer kinds only reach here (check_item)
+        return [v.long() for v in values]
+    return values
+
+
 def _to_dict(batch: Sequence[Mapping], keys: List[str], structures: bool) -> Dict[str, object]:
     column = {key: [item[key] for item in batch] for key in keys}
+    for key in ("faces", "part_labels", "face_labels"):
+        if key in column:
+            column[key] = _signed(column[key])
     out: Dict[str, object] = {}
     if "points" in column:
         if structures:
@@ -133,6 +145,9 @@ def _to_dict(batch: Sequence[Mapping], keys: List[str], structures: bool) -> Dic
             out[key] = list_to_padded(column[key], pad_value=-1)
     for key in keys:
         if key not in _GEOMETRY_KEYS:
+            if key in out:
+                raise ValueError(f"batch[0] key {key!r} clashes with the {key!r} that output="
+                                 f"{'structures' if structures else 'padded'!r} makes from the geometry; rename it")
             out[key] = _collate_other(column[key])
     return out
 

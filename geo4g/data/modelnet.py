@@ -39,7 +39,6 @@ _POINT_EXTENSIONS = ("pcd", "ply", "npy")
 _URL = "https://modelnet.cs.princeton.edu/"
 
 
-
 class ModelNet(GeometryDataset):
     """ModelNet10 or ModelNet40 shapes of one split, in the published folder layout.
 
@@ -88,10 +87,12 @@ class ModelNet(GeometryDataset):
         self.classes = _CLASSES[name]
         layout = "<root>/<class>/{train,test}/<class>_NNNN.off"
         root = require_folder(root, f"ModelNet{name}", layout, _URL)
-        present = [c for c in self.classes if c in set(subfolders(root))]
+        folders = set(subfolders(root))
+        present = [c for c in self.classes if c in folders]
         if not present and (root / f"ModelNet{name}").is_dir():
             root = root / f"ModelNet{name}"
-            present = [c for c in self.classes if c in set(subfolders(root))]
+            folders = set(subfolders(root))
+            present = [c for c in self.classes if c in folders]
         if not present:
             raise ValueError(f"{root} is not a ModelNet{name} folder: found {describe_folder(root)}, expected class "
                              f"folders such as {self.classes[0]!r} ({layout}) or a ModelNet{name}/ folder holding "

@@ -30,7 +30,7 @@ from .base import GeometryDataset, Item
 from ._folders import PathLike, check_choice, describe_folder, require_folder, resolve_names, subfolders
 
 __all__ = ["SHAPENETCORE_SYNSETS", "SHAPENETPART_NUM_PARTS", "SHAPENETPART_PART_LABELS", "SHAPENETPART_SYNSETS",
-           "ShapeNetCore", "ShapeNetPart"]
+           "ShapeNetCore", "ShapeNetPart", "hash_split"]
 
 #: the 55 ShapeNetCore synsets, id -> category name, sorted by id; an item's ``label`` is the index here
 SHAPENETCORE_SYNSETS: Dict[str, str] = {
@@ -286,6 +286,8 @@ class ShapeNetPart(GeometryDataset):
         synset, model = self._shapes[index]
         path = Path(self.source(index))
         cloud = load_pointcloud(path, format="xyz")
+        if cloud.points.shape[0] == 0:
+            raise ValueError(f"{path}: holds no points; expected rows of 7 values 'x y z nx ny nz part_label'")
         width = 3 + (cloud.normals is not None) * 3 + (0 if cloud.features is None else cloud.features.shape[1])
         if cloud.normals is None or width != 7:
             raise ValueError(f"{path}: expected rows of 7 values 'x y z nx ny nz part_label', got {width} values")

@@ -16,6 +16,7 @@ does, in the vertices' dtype on their device.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -105,13 +106,21 @@ def _positions(item: Mapping, owner: str) -> List[str]:
 def _real(value, name: str, owner: str, low: float, high: Optional[float] = None, low_open: bool = False) -> float:
     """``value`` as a finite float in ``[low, high]``; ``low`` excluded when ``low_open``, no upper bound
     without ``high``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars too
         raise TypeError(f"{owner}: {name} must be a real number, got {describe(value)}")
     value = float(value)
     if not math.isfinite(value) or (value <= low if low_open else value < low) or (high is not None and value > high):
         interval = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else f'{high}]'}"
         raise ValueError(f"{owner}: {name} must lie in {interval}, got {value!r}")
     return value
+
+
+def _check_finite(item: Mapping, keys: Sequence[str], owner: str) -> None:
+    """Raise naming the first of ``keys`` that holds a NaN or an infinity (one would spread to every position)."""
+    for k in keys:
+        if not bool(torch.isfinite(item[k]).all()):
+            row = int((~torch.isfinite(item[k])).any(-1).nonzero()[0, 0])
+            raise ValueError(f"{owner}: item[{k!r}] must be finite, got {item[k][row].tolist()} in row {row}")
 
 
 def _check_generator(generator, owner: str) -> Optional[torch.Generator]:
@@ -166,12 +175,14 @@ class NormalizeUnitSphere(_Transform):
     centred on its points. Normals are unchanged (a similarity keeps them).
 
     Edges: an item with no positions is returned as a copy; a single position (zero
-    radius) is only centred.
+    radius) is only centred. A NaN or infinite position raises ``ValueError`` (it would
+    turn every position into NaN).
     """
 
     def __call__(self, item: Item) -> Item:
         check_item(item)
         keys = _positions(item, type(self).__name__)
+        _check_finite(item, keys, type(self).__name__)
         if "points" in item:
             ref = item["points"].double()
             center = ref.mean(0) if ref.shape[0] else None
@@ -199,12 +210,14 @@ class NormalizeUnitCube(_Transform):
     bounding-box centre does not depend on the tessellation. Normals are unchanged.
 
     Edges: an item with no positions is returned as a copy; a flat or single-point box
-    (zero longest side) is only centred.
+    (zero longest side) is only centred. A NaN or infinite position raises ``ValueError``
+    (it would turn every position into NaN).
     """
 
     def __call__(self, item: Item) -> Item:
         check_item(item)
         keys = _positions(item, type(self).__name__)
+        _check_finite(item, keys, type(self).__name__)
         positions = torch.cat([item[k].double().to(item[keys[0]].device) for k in keys])
         if positions.shape[0] == 0:
             return dict(item)

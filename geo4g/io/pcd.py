@@ -84,7 +84,8 @@ class _Field(NamedTuple):
 def read_pcd(path: PathLike) -> PcdData:
     """Read every field of a PCD file (``DATA ascii``, ``binary`` or ``binary_compressed``).
 
-    Integer values of ascii files are parsed through float64 (exact up to ``2**53``).
+    Integer values of ascii files are parsed through float64; 64-bit integer fields with
+    values of magnitude ``2**53`` or more (where float64 is inexact) are re-read exactly.
 
     Returns:
         a ``PcdData``.
@@ -120,7 +121,8 @@ def write_pcd(path: PathLike, fields: Mapping[str, np.ndarray], binary: bool = T
         path: destination file; its folder must exist.
         fields: field name -> ``(N,)`` (``COUNT 1``) or ``(N, C)`` (``COUNT C``) numpy
             array of float16/32/64 or (u)int8/16/32/64 values, in the order to store.
-            Names are non-empty, without whitespace, and not ``_`` (padding).
+            Names are non-empty printable ascii, without whitespace or ``#`` (the header's
+            comment sign), and not ``_`` (padding).
         binary: ``DATA binary`` (default) or ``DATA ascii``. Ascii floats are written
             with enough digits to read back exactly.
 
@@ -133,9 +135,10 @@ def write_pcd(path: PathLike, fields: Mapping[str, np.ndarray], binary: bool = T
     header: Dict[str, List[str]] = {"FIELDS": [], "SIZE": [], "TYPE": [], "COUNT": []}
     n = None
     for name, values in fields.items():
-        if not isinstance(name, str) or not name or name == _PADDING or any(c.isspace() for c in name):
-            raise ValueError(f"PCD field names must be non-empty, without whitespace and not {_PADDING!r} "
-                             f"(padding), got {name!r}")
+        if (not isinstance(name, str) or not name or name == _PADDING
+                or not all(c.isascii() and c.isprintable() and not c.isspace() and c != "#" for c in name)):
+            raise ValueError(f"PCD field names must be non-empty printable ascii, without whitespace or '#', and "
+                             f"not {_PADDING!r} (padding), got {name!r}")
         if not isinstance(values, np.ndarray):
             raise TypeError(f"field {name!r} must be a numpy.ndarray, got {type(values).__name__}")
         letter = {"f": "F", "i": "I", "u": "U"}.get(values.dtype.kind)
@@ -344,12 +347,46 @@ def _read_ascii(path: Path, body: bytes, fields: List[_Field], n: int, header_li
     table = load_table(body, np.float64) if n else None
     if table is None or table.shape != (n, d):
         table = _ascii_lines(path, body, n, d, header_lines)
-    out, column = [], 0
+    out, column, tokens = [], 0, None
     for f in fields:
         values = table[:, column:column + f.count]
+        if f.code in ("i8", "u8") and (np.abs(values) >= 2.0 ** 53).any():
+            # float64 rounds these: read the field's tokens again as exact integers
+            if tokens is None:
+                tokens = np.array(split_lines(content_lines(body.decode("utf-8", errors="replace"))[1])[0])
+                if tokens.size != n * d:
+                    raise ValueError(f"{path}: DATA ascii needs {n} points of {d} values, got {tokens.size} values")
+                tokens = tokens.reshape(n, d)
+            out.append(_exact_integers(path, tokens[:, column:column + f.count], f))
+        else:
+            out.append(_ascii_field(path, values if f.count > 1 else values[:, 0], f))
         column += f.count
-        out.append(_ascii_field(path, values if f.count > 1 else values[:, 0], f))
     return out
+
+
+def _exact_integers(path: Path, tokens: np.ndarray, field: _Field) -> np.ndarray:
+    """A 64-bit integer field's ``(N, C)`` ascii tokens parsed exactly (integer literals; an integral float
+    literal such as ``1e3`` is taken through float64); an error names the point for one that does not fit."""
+    dtype = np.dtype(field.code)
+    try:
+        values = tokens.astype(dtype)
+    except (ValueError, OverflowError):  # a float literal, or a value out of range: one token at a time
+        info = np.iinfo(dtype)
+        values = np.empty(tokens.shape, dtype=dtype)
+        for index, token in np.ndenumerate(tokens):
+            try:
+                value = int(token)
+            except ValueError:
+                try:
+                    number = float(token)
+                except ValueError:
+                    number = float("nan")
+                value = int(number) if np.isfinite(number) and number == np.round(number) else None
+            if value is None or not info.min <= value <= info.max:
+                raise ValueError(f"{path}: field {field.name!r} of point {index[0]}: expected an integer that fits "
+                                 f"{dtype}, got {str(token)!r}") from None
+            values[index] = value
+    return values[:, 0] if field.count == 1 else values
 
 
 def _ascii_lines(path: Path, body: bytes, n: int, d: int, header_lines: int) -> np.ndarray:
@@ -380,7 +417,9 @@ def _ascii_field(path: Path, values: np.ndarray, field: _Field) -> np.ndarray:
     info = np.iinfo(dtype)
     if field.name in _COLOURS and field.code == "u4" and field.type == "I":
         info = np.iinfo(np.int32)  # a signed int holding the colour's bits
-    bad = ~(np.isfinite(values) & (values == np.round(values)) & (values >= info.min) & (values <= info.max))
+    # the bounds as floats, the upper one exclusive: float(2**63 - 1) rounds up to 2**63, which must not pass
+    bad = ~(np.isfinite(values) & (values == np.round(values)) & (values >= float(info.min))
+            & (values < float(info.max) + 1.0))
     if bad.any():
         i = np.argwhere(bad)[0]
         raise ValueError(f"{path}: field {field.name!r} of point {i[0]}: expected an integer that fits "

@@ -78,7 +78,8 @@ def load_pointcloud(path: PathLike, dtype: torch.dtype = torch.float32, format: 
       normals from ``normal_x normal_y normal_z`` (or ``nx ny nz``); every other
       field becomes features, in file order: a packed colour ``rgb`` / ``rgba``
       becomes ``r g b`` / ``r g b a`` columns (0-255), a field ``f`` with ``COUNT C > 1``
-      becomes ``f_0 ... f_{C-1}``, padding fields ``_`` are skipped. The points of an
+      becomes ``f_0 ... f_{C-1}``, padding fields ``_`` are skipped; two fields that
+      give one column name (``r`` and ``rgb``) raise. The points of an
       organized cloud (``HEIGHT > 1``) come row by row; missing points (NaN) raise.
 
     Args:
@@ -149,7 +150,8 @@ def save_pointcloud(
 
     Normals and features are written in the points' dtype; PCD stores them as
     fields ``x y z``, ``normal_x normal_y normal_z`` and one field per feature name
-    (a ``HEIGHT 1`` cloud with the header PCL writes). XYZ, PTS and NPY
+    (a ``HEIGHT 1`` cloud with the header PCL writes; a feature named ``rgb`` or ``rgba``
+    raises, as PCD readers take such a field for a packed colour). XYZ, PTS and NPY
     store the columns ``points [normals] [features]``; as their reader takes
     columns 4-6 of a 6+ column file as normals, features of 3 or more columns
     need normals there (or use PLY / NPZ).
@@ -311,16 +313,21 @@ def _read_pcd_cloud(path: Path, dtype: type) -> _Arrays:
     if not all(c in fields and fields[c].ndim == 1 for c in "xyz"):
         raise ValueError(f"{path}: expected PCD fields x, y, z (COUNT 1), got FIELDS {' '.join(fields) or '(none)'}")
     normal_names = next((ns for ns in _NORMAL_NAMES if all(c in fields and fields[c].ndim == 1 for c in ns)), ())
-    columns = {}
+    columns, source = {}, {}
     for name, values in fields.items():
         if name in ("x", "y", "z") + normal_names:
             continue
-        if name in ("rgb", "rgba") and values.dtype == np.uint32:
-            columns.update((c, (values >> shift) & 255) for c, shift in zip("rgba", (16, 8, 0, 24)[:len(name)]))
+        if name in ("rgb", "rgba") and values.dtype == np.uint32 and values.ndim == 1:  # a packed colour
+            new = [(c, (values >> shift) & 255) for c, shift in zip("rgba", (16, 8, 0, 24)[:len(name)])]
         elif values.ndim == 2:
-            columns.update((f"{name}_{i}", values[:, i]) for i in range(values.shape[1]))
+            new = [(f"{name}_{i}", values[:, i]) for i in range(values.shape[1])]
         else:
-            columns[name] = values
+            new = [(name, values)]
+        for column, column_values in new:
+            if column in columns:
+                raise ValueError(f"{path}: PCD fields {source[column]!r} and {name!r} both give a feature column "
+                                 f"named {column!r}")
+            columns[column], source[column] = column_values, name
     points = float_columns(fields, "xyz")
     normals = float_columns(fields, normal_names) if normal_names else None
     features = float_columns(columns, list(columns)) if columns else None
@@ -331,6 +338,10 @@ def _read_pcd_cloud(path: Path, dtype: type) -> _Arrays:
 
 
 def _write_pcd_cloud(path: Path, points, normals, features, names, binary) -> None:
+    packed = [c for c in names if c in ("rgb", "rgba")]
+    if packed:
+        raise ValueError(f"feature_names {packed} cannot be saved as .pcd: a PCD field {packed[0]!r} is read back as a "
+                         "packed colour (its bytes become r, g, b columns); name the colour columns 'r', 'g', 'b'")
     fields = {c: points[:, i] for i, c in enumerate("xyz")}
     if normals is not None:
         fields.update({c: normals[:, i] for i, c in enumerate(_NORMAL_NAMES[1])})

@@ -104,6 +104,35 @@ def test_equal_sizes_and_empty_clouds():
     assert out["lengths"].tolist() == [0, 2] and (out["part_labels"][0] == -1).all()
 
 
+@pytest.mark.parametrize("output", ["padded", "structures"])
+def test_unsigned_labels_and_faces_are_padded_with_minus_one(output):
+    # uint8 cannot hold -1: the padding used to wrap to 255, a real class for ignore_index=-1
+    points = [{**point_item(n, seed), "part_labels": torch.arange(n, dtype=torch.uint8)} for seed, n in enumerate((2, 4))]
+    out = collate_geometry(points, output=output)
+    assert out["part_labels"].dtype == torch.long
+    assert out["part_labels"].tolist() == [[0, 1, -1, -1], [0, 1, 2, 3]]
+    meshes = [{**m, "faces": m["faces"].to(torch.uint8), "face_labels": m["face_labels"].to(torch.uint8)}
+              for m in (mesh_item(2, 0), mesh_item(3, 1))]
+    out = collate_geometry(meshes, output=output)
+    assert out["face_labels"].dtype == torch.long and (out["face_labels"][0, 2:] == -1).all()
+    if output == "padded":
+        assert out["faces"].dtype == torch.long and (out["faces"][0, 2:] == -1).all()
+        assert torch.equal(out["faces"][1], meshes[1]["faces"].long())
+    else:
+        assert all(torch.equal(f, m["faces"].long()) for f, m in zip(out["meshes"].faces_list(), meshes))
+
+
+@pytest.mark.parametrize("output,key", [("padded", "lengths"), ("padded", "verts_lengths"),
+                                        ("structures", "pointclouds"), ("structures", "meshes")])
+def test_metadata_key_that_clashes_with_an_output_key_raises(output, key):
+    # it used to overwrite the geometry's lengths / structure silently
+    batch = [{**point_item(3, 0), **mesh_item(2, 0), key: 1}, {**point_item(5, 1), **mesh_item(3, 1), key: 2}]
+    with pytest.raises(ValueError, match=f"batch\\[0\\] key '{key}' clashes with the '{key}' that output='{output}'"):
+        collate_geometry(batch, output=output)
+    other = "structures" if output == "padded" else "padded"
+    assert torch.equal(collate_geometry(batch, output=other)[key], torch.tensor([1, 2]))  # no clash there
+
+
 # structures ------------------------------------------------------------------------------------------------
 def test_structures_points():
     batch = points_batch()

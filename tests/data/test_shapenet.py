@@ -101,7 +101,10 @@ def test_hash_split_proportions_and_stability():
     for i in range(20000):
         counts[hash_split(f"{i:032x}")] += 1
     assert abs(counts["train"] / 20000 - 0.7) < 0.02 and abs(counts["val"] / 20000 - 0.1) < 0.02
-    assert hash_split("1a04e3eab45ca15dd86060f189eb133") == hash_split("1a04e3eab45ca15dd86060f189eb133")
+    # pinned values: the split must not change between machines, processes or Python versions (a salted
+    # hash() would pass a same-process comparison)
+    assert [hash_split(m) for m in ("1a04e3eab45ca15dd86060f189eb133", "b", "g", "10155655850468db78d106ce0a280f87")] \
+        == ["train", "test", "val", "train"]
 
 
 def test_core_official_split_from_all_csv(core):
@@ -258,6 +261,12 @@ def test_part_category_not_listed_by_the_folder(part):
         ShapeNetPart(part, categories=["lamp"])
 
 
+def test_public_names_are_exported():
+    import geo4g.data.shapenet as module
+
+    assert "hash_split" in module.__all__ and all(hasattr(module, name) for name in module.__all__)
+
+
 def test_part_constants_cover_the_50_parts():
     assert list(SHAPENETPART_SYNSETS) == ["Airplane", "Bag", "Cap", "Car", "Chair", "Earphone", "Guitar", "Knife",
                                           "Lamp", "Laptop", "Motorbike", "Mug", "Pistol", "Rocket", "Skateboard",
@@ -304,6 +313,9 @@ def test_part_corrupt_shape_files_name_the_file(part):
         data[1]
     np.savetxt(path, np.concatenate([np.zeros((5, 6)), np.full((5, 1), 12)], axis=1))
     with pytest.raises(ValueError, match=rf"{path}: row 0: part label 12.0 is not one of Airplane's part labels 0..3"):
+        data[1]
+    path.write_text("# no rows\n")  # was reported as "got 3 values"
+    with pytest.raises(ValueError, match=rf"{path}: holds no points; expected rows of 7 values"):
         data[1]
     path.write_text("0 0 0 0 0 1 0\n0 0 zero 0 0 1 0\n")
     with pytest.raises(ValueError, match=rf"{path}:2: malformed value 'zero'"):

@@ -263,6 +263,32 @@ def test_normalize_edges(transform):
     torch.testing.assert_close(flat["verts"], torch.zeros(3, 3))
 
 
+@pytest.mark.parametrize("transform", [NormalizeUnitSphere(), NormalizeUnitCube()], ids=repr)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_normalize_rejects_non_finite_positions(transform, bad):
+    # one NaN used to turn a whole coordinate of every point into NaN
+    item = point_item(n=10)
+    item["points"] = item["points"].clone()
+    item["points"][4, 1] = bad
+    with pytest.raises(ValueError, match=rf"{type(transform).__name__}: item\['points'\] must be finite, .* row 4"):
+        transform(item)
+    mesh = mesh_item()
+    mesh["verts"] = mesh["verts"].clone()
+    mesh["verts"][7, 0] = bad
+    with pytest.raises(ValueError, match=r"item\['verts'\] must be finite, .* row 7"):
+        transform(mesh)
+
+
+def test_numpy_scalars_are_accepted_as_numbers():
+    import numpy as np
+
+    assert RandomTranslate(np.float32(0.5)).max_shift == 0.5
+    assert RandomScale(np.float32(0.5), np.int64(2)).high == 2.0
+    assert Jitter(sigma=np.float16(0.25)).sigma == 0.25
+    with pytest.raises(TypeError, match="max_ratio must be a real number"):
+        RandomPointDropout(np.bool_(True))
+
+
 def test_normalize_item_with_mesh_and_points_keeps_them_together():
     mesh = mesh_item()
     item = {"verts": mesh["verts"], "faces": mesh["faces"], "points": mesh["verts"][:10] * 0.5}

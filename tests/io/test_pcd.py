@@ -221,9 +221,19 @@ def test_binary_compressed_file(tmp_path):
 
 
 @pytest.mark.parametrize("data", [b"", b"a", b"abcabcabcabc", b"\0" * 1000, bytes(range(256)) * 40,
-                                  np.random.default_rng(3).integers(0, 4, 5000).astype(np.uint8).tobytes()])
+                                  np.random.default_rng(3).integers(0, 4, 5000).astype(np.uint8).tobytes(),
+                                  np.random.default_rng(4).bytes(1000) * 2,  # references 1000 bytes back
+                                  np.random.default_rng(5).bytes(8192) * 2])  # the farthest LZF reference
 def test_lzf_decompress_inverts_a_compressor(data):
     assert lzf_decompress(lzf_compress(data), len(data)) == data
+
+
+def test_lzf_far_references_use_the_high_offset_bits():
+    data = np.random.default_rng(5).bytes(8192) * 2
+    packed = lzf_compress(data)
+    controls = [c for c in packed if c >= 32]
+    assert any(c & 31 == 31 for c in controls)  # offset 8191: all five high bits set
+    assert lzf_decompress(packed, len(data)) == data
 
 
 def test_lzf_decompress_hand_made_stream():
@@ -243,6 +253,70 @@ def test_lzf_decompress_hand_made_stream():
 def test_lzf_decompress_rejects_corrupt_streams(stream, size, match):
     with pytest.raises(ValueError, match=match):
         lzf_decompress(stream, size)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_64_bit_integers_round_trip_exactly(tmp_path, binary):
+    # beyond 2**53 float64 rounds: 2**64 - 1 once came back as 0 and 2**63 - 1 as -2**63
+    fields = {"x": np.zeros(4, "f4"), "y": np.zeros(4, "f4"), "z": np.zeros(4, "f4"),
+              "id": np.array([2 ** 64 - 1, 2 ** 53 + 1, 0, 7], dtype=np.uint64),
+              "stamp": np.array([[-2 ** 63, 2 ** 63 - 1], [2 ** 53 + 1, -(2 ** 53) - 1], [0, 1], [5, -5]], dtype=np.int64)}
+    write_pcd(tmp_path / "c.pcd", fields, binary=binary)
+    got = read_pcd(tmp_path / "c.pcd").fields
+    for name in ("id", "stamp"):
+        assert got[name].dtype == fields[name].dtype and got[name].tolist() == fields[name].tolist()
+
+
+@pytest.mark.parametrize("type_,value,dtype", [("U", b"18446744073709551616", "uint64"),
+                                               ("I", b"9223372036854775808", "int64"),
+                                               ("I", b"-9223372036854775809", "int64"),
+                                               ("U", b"-1", "uint64"), ("U", b"1.5", "uint64")])
+def test_ascii_64_bit_integer_out_of_range_raises(tmp_path, type_, value, dtype):
+    path = tmp_path / "bad.pcd"
+    # a second value beyond 2**53 sends the field to the exact reader too
+    path.write_bytes(pcl_header("x y z id", "4 4 4 8", f"F F F {type_}", "1 1 1 1", width=2, data="ascii")
+                     + b"0 0 0 9007199254740993\n1 1 1 " + value + b"\n")
+    with pytest.raises(ValueError, match=f"{path}: field 'id' of point 1: expected an integer that fits {dtype}"):
+        read_pcd(path)
+
+
+def test_ascii_64_bit_integer_field_accepts_integral_float_literals(tmp_path):
+    path = tmp_path / "f.pcd"
+    path.write_bytes(pcl_header("x y z id", "4 4 4 8", "F F F I", "1 1 1 1", width=2, data="ascii")
+                     + b"0 0 0 9007199254740993\n1 1 1 1e3\n")
+    assert read_pcd(path).fields["id"].tolist() == [2 ** 53 + 1, 1000]
+
+
+def test_colour_field_with_count_above_one_is_not_unpacked(tmp_path):
+    # an rgb of COUNT 2 is no packed colour: unpacking it gave (N, 3, 2) features
+    path = tmp_path / "c.pcd"
+    values = np.array([[1, 2, 3, 0x00102030, 0x00405060], [4, 5, 6, 7, 8]], dtype="<u4")
+    values[:, :3] = np.arange(6, dtype="<f4").reshape(2, 3).view("<u4")
+    path.write_bytes(pcl_header("x y z rgb", "4 4 4 4", "F F F U", "1 1 1 2", width=2) + values.tobytes())
+    cloud = load_pointcloud(path, dtype=torch.float64)
+    assert cloud.feature_names == ("rgb_0", "rgb_1") and cloud.features.shape == (2, 2)
+    assert cloud.features.tolist() == [[0x00102030, 0x00405060], [7, 8]]
+
+
+def test_fields_that_give_one_feature_name_raise(tmp_path):
+    # a field "r" and the packed "rgb" both make a column "r": one was silently dropped
+    path = tmp_path / "c.pcd"
+    write_pcd(path, {"x": np.zeros(2, "f4"), "y": np.zeros(2, "f4"), "z": np.zeros(2, "f4"),
+                     "r": np.ones(2, "f4"), "rgb": np.full(2, 0x00102030, "u4")})
+    with pytest.raises(ValueError, match=rf"{path}: PCD fields 'r' and 'rgb' both give a feature column named 'r'"):
+        load_pointcloud(path)
+    write_pcd(path, {"x": np.zeros(2, "f4"), "y": np.zeros(2, "f4"), "z": np.zeros(2, "f4"),
+                     "h": np.ones((2, 2), "f4"), "h_1": np.ones(2, "f4")})
+    with pytest.raises(ValueError, match="PCD fields 'h' and 'h_1' both give a feature column named 'h_1'"):
+        load_pointcloud(path)
+
+
+@pytest.mark.parametrize("name", ["rgb", "rgba"])
+def test_save_rejects_a_feature_named_like_a_packed_colour(tmp_path, name):
+    # a float feature "rgb" was written as a PCD field rgb and read back as the bytes of a packed colour
+    with pytest.raises(ValueError, match=rf"feature_names \['{name}'\] cannot be saved as .pcd"):
+        save_pointcloud(tmp_path / "c.pcd", torch.zeros(3, 3), features=torch.rand(3, 1), feature_names=[name])
+    assert not list(tmp_path.iterdir())
 
 
 def test_organized_cloud_comes_row_by_row_and_nan_points_raise(tmp_path):
@@ -370,6 +444,9 @@ def test_missing_file_raises_file_not_found(tmp_path):
     ({"a b": np.zeros(2)}, ValueError, "without whitespace"),
     ({"_": np.zeros(2)}, ValueError, "padding"),
     ({"": np.zeros(2)}, ValueError, "non-empty"),
+    ({"a#b": np.zeros(2)}, ValueError, "without whitespace or '#'"),  # '#' starts a header comment
+    ({"\u00e9": np.zeros(2)}, ValueError, "printable ascii"),  # the header is ascii
+    ({"a\x00": np.zeros(2)}, ValueError, "printable ascii"),
     ({"x": [0.0, 1.0]}, TypeError, "field 'x' must be a numpy.ndarray, got list"),
     ({"x": np.zeros(2, dtype=bool)}, ValueError, "field 'x' must be an .* got bool"),
     ({"x": np.zeros(2, dtype=np.complex64)}, ValueError, "got complex64"),
