@@ -30,7 +30,7 @@ setup(
     packages=find_packages(include=["geo4g", "geo4g.*"]),
     # torch is left unpinned here: `make` installs torch==2.13.0 first, so pip
     # keeps that build instead of resolving a multi-GB CUDA wheel on its own.
-    install_requires=["torch>=2.2", "numpy>=1.24", "scipy>=1.10", "trimesh>=4.0", "tqdm>=4.60"],
+    install_requires=["torch>=2.2", "numpy>=1.24", "scipy>=1.10", "trimesh>=4.0", "tqdm>=4.60", "matplotlib>=3.7"],
     extras_require=extras,
     entry_points={"console_scripts": ["geo4g=geo4g.cli:main"]},
     classifiers=[

@@ -1,4 +1,4 @@
-"""The ``geo4g`` command: ``info``, ``convert`` and ``demo``."""
+"""The ``geo4g`` command: ``info``, ``convert``, ``cache build``, ``data export``, ``train``, ``eval``, ``demo``."""
 from __future__ import annotations
 
 import argparse
@@ -106,7 +106,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from geo4g.demo import run_demo
 
-    return run_demo(epochs=args.epochs, seed=args.seed)
+    return run_demo(epochs=args.epochs, seed=args.seed, out=args.out)
 
 
 def _categories(text: Optional[str]) -> Optional[List[str]]:
@@ -147,6 +147,34 @@ def cmd_data_export(args: argparse.Namespace) -> int:
                               progress=not args.quiet)
     print(f"exported {count} procedural shapes to {args.out} (ShapeNetCore v2 layout)")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a point model; print the test metrics and where the run folder is."""
+    from geo4g.training import train
+
+    metrics = train(args.model, data=args.data, root=args.root, out=args.out, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr, num_points=args.points,
+                    shapes_per_category=args.shapes_per_category, seed=args.seed, width=args.width,
+                    workers=args.workers, modelnet=args.modelnet, categories=_categories(args.categories),
+                    device=args.device, resume=args.resume, threads=args.threads,
+                    progress=not args.quiet)
+    _print_metrics(metrics)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint of a ``geo4g train`` run on its test split."""
+    from geo4g.training import evaluate
+
+    _print_metrics(evaluate(args.checkpoint, progress=not args.quiet))
+    return 0
+
+
+def _print_metrics(metrics) -> None:
+    for key, value in metrics.items():
+        if value is not None:
+            print(f"{key:28s} {value}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,9 +224,38 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="no progress bars")
     export.set_defaults(func=cmd_data_export)
 
+    from geo4g.training import MODELS
+
+    train = sub.add_parser("train", help="train a point-cloud model (classification or part segmentation)")
+    train.add_argument("model", choices=list(MODELS))
+    train.add_argument("--data", default="procedural", choices=["procedural", "modelnet"])
+    train.add_argument("--root", default=None, help="ModelNet folder, or the procedural generation cache")
+    train.add_argument("--out", default=None, help="run folder (default runs/MODEL): checkpoints, config, reports")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--points", type=int, default=1024, help="points per shape")
+    train.add_argument("--shapes-per-category", type=int, default=200, help="procedural: shapes per category")
+    train.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the model")
+    train.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    train.add_argument("--modelnet", default="10", choices=["10", "40"])
+    train.add_argument("--categories", default=None, help="comma-separated categories (default: all)")
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a checkpoint of a `geo4g train` run on its test split")
+    evaluate.add_argument("checkpoint", type=Path, help="RUN/best.pt or RUN/last.pt")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=cmd_eval)
+
     demo = sub.add_parser("demo", help="a short tour of the library")
-    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--epochs", type=int, default=12)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="the PointNet run folder")
     demo.set_defaults(func=cmd_demo)
     return parser
 

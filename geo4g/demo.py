@@ -2,9 +2,8 @@
 
 It builds a batch of primitive meshes, samples their surfaces, writes and
 reads the results back through ``geo4g.io``, generates the embedded procedural
-dataset (12 ShapeNet-like categories, cached after the first run) and trains a
-small point-cloud classifier (a shared MLP with max pooling) on it with the
-``Trainer`` and its checkpoints.
+dataset (12 ShapeNet-like categories, cached after the first run) and trains
+PointNet on it (``geo4g.training``: checkpoints, test accuracy, confusion matrix).
 """
 from __future__ import annotations
 
@@ -15,38 +14,21 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from geo4g.data import Compose, GeometryCollate, ProceduralShapes, RandomRotation, RandomScale
+from geo4g.data import ProceduralShapes
 from geo4g.io import load_mesh, load_pointcloud, save_mesh, save_pointcloud
 from geo4g.meshes import sample_points_from_meshes
-from geo4g.nn import MLP, SharedMLP, Trainer
 from geo4g.parametric import box_mesh, cylinder_mesh, icosphere, torus_mesh
 from geo4g.structures import Meshes, Pointclouds
-
-class PointMaxClassifier(nn.Module):
-    """Point-wise shared MLP, max pooling over points, then an MLP head.
-
-    Shapes:
-        - input: ``(B, N, 3)``
-        - output: ``(B, num_classes)`` logits
-    """
-
-    def __init__(self, num_classes: int, width: int = 128):
-        super().__init__()
-        self.features = SharedMLP([3, 64, 64, width])
-        self.head = MLP([width, 64, num_classes], norm="batch", dropout=0.3)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(points.transpose(1, 2)).amax(dim=2))
+from geo4g.training import train
 
 
-def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 100, num_points: int = 512,
-             root: Optional[Path] = None) -> int:
+def run_demo(epochs: int = 12, seed: int = 0, per_class: int = 100, num_points: int = 256, width: float = 0.5,
+             root: Optional[Path] = None, out: Path = Path("runs/demo")) -> int:
     """Run the tour and print what each step produced. Returns an exit code (0).
 
-    ``root`` is the procedural dataset's cache folder (default: the user cache).
+    ``root`` is the procedural dataset's cache folder (default: the user cache); ``out`` the
+    PointNet run folder (checkpoints, metrics, confusion matrix).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -78,37 +60,22 @@ def run_demo(epochs: int = 20, seed: int = 0, per_class: int = 100, num_points: 
         cloud = load_pointcloud(Path(tmp) / "torus.xyz")
         print(f"   torus.xyz: {cloud.points.shape[0]} points with normals: {cloud.normals is not None}")
 
-        print(f"4. data: the procedural dataset, {per_class} shapes per category, {num_points} points each")
-        train_transform = Compose([RandomRotation(axis="y"), RandomScale(0.85, 1.15, anisotropic=True)])
-        common = dict(root=root, shapes_per_category=per_class, seed=seed, representation="points",
-                      num_points=num_points, progress=False)
-        train_set = ProceduralShapes(split="train", transform=train_transform, **common)
-        val_set = ProceduralShapes(split="val", transform=RandomRotation(axis="y", generator=g), **common)
-        test_set = ProceduralShapes(split="test", transform=RandomRotation(axis="y", generator=g), **common)
-        print(f"   {train_set}\n   categories: {', '.join(train_set.categories)}")
+    print(f"4. data: the procedural dataset, {per_class} shapes per category, {num_points} points each")
+    test_set = ProceduralShapes(root, split="test", shapes_per_category=per_class, seed=seed,
+                                representation="points", num_points=num_points)
+    item = test_set[0]
+    print(f"   {test_set}\n   categories: {', '.join(test_set.categories)}")
+    print(f"   an item: {item['name']}, points {tuple(item['points'].shape)}, "
+          f"{int(item['part_labels'].unique().numel())} parts of {test_set.part_names[:4]}..., "
+          f"{item['params'].numel()} generating parameters")
 
-        print(f"5. training: classify the {train_set.num_classes} categories from points rotated about the up axis")
-        model = PointMaxClassifier(train_set.num_classes)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        trainer = Trainer(
-            model,
-            optimizer,
-            nn.functional.cross_entropy,
-            forward_fn=lambda net, batch: (net(batch["points"]), batch["label"]),
-            scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs),
-            metrics={"accuracy": lambda logits, y: (logits.argmax(-1) == y).float().mean()},
-            max_epochs=epochs,
-            checkpoint_dir=Path(tmp) / "checkpoints",
-            device="cpu",
-            seed=seed,
-        )
-        collate = GeometryCollate("padded")
-        loader = DataLoader(train_set, batch_size=32, shuffle=True, collate_fn=collate,
-                            generator=torch.Generator().manual_seed(seed))
-        trainer.fit(loader, DataLoader(val_set, batch_size=64, collate_fn=collate))
-        result = trainer.evaluate(DataLoader(test_set, batch_size=64, collate_fn=collate))
-        saved = sorted(p.name for p in (Path(tmp) / "checkpoints").iterdir())
-    print(f"   test accuracy {result['accuracy']:.3f} on {len(test_set)} shapes "
-          f"(chance {1 / train_set.num_classes:.2f}); checkpoints written: {saved}")
+    print(f"5. training: PointNet (width {width}) on the {test_set.num_classes} categories, {epochs} epochs")
+    metrics = train("pointnet", data="procedural", root=root, out=out, epochs=epochs, num_points=num_points,
+                    shapes_per_category=per_class, seed=seed, width=width, batch_size=32, device="cpu",
+                    threads=1)
+    print(f"   test accuracy {metrics['test_accuracy']:.3f} on {metrics['test_items']} shapes "
+          f"(chance {1 / test_set.num_classes:.2f}), {metrics['train_seconds']} s of training")
+    print(f"   run folder {out}: config.json, last.pt, best.pt, metrics.json, confusion.png "
+          f"(`geo4g eval {Path(out) / 'best.pt'}` re-evaluates it)")
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0

@@ -21,7 +21,7 @@ def torus_obj(tmp_path):
 
 def test_help_lists_the_commands_as_a_console_module():
     out = subprocess.run([sys.executable, "-m", "geo4g.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("info", "convert", "cache", "data", "demo"):
+    for command in ("info", "convert", "cache", "data", "train", "eval", "demo"):
         assert command in out.stdout
 
 
@@ -101,13 +101,14 @@ def test_convert_malformed_file_names_file_and_line(tmp_path, capsys):
 
 
 def test_demo_runs_every_step_and_reports_accuracy_and_checkpoints(capsys, tmp_path):
-    assert run_demo(epochs=3, per_class=10, num_points=64, root=tmp_path) == 0
+    assert run_demo(epochs=2, per_class=10, num_points=64, width=0.25, root=tmp_path / "gen",
+                    out=tmp_path / "run") == 0
     out = capsys.readouterr().out
     for step in ("1. meshes", "2. sampling", "3. io", "4. data", "5. training", "test accuracy"):
         assert step in out
     accuracy = float(out.split("test accuracy ")[1].split()[0])
     assert 0.0 <= accuracy <= 1.0
-    assert "best.pt" in out and "last.pt" in out
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"best.pt", "last.pt", "confusion.png", "metrics.json"}
 
 
 def test_demo_rejects_zero_epochs(capsys):
@@ -158,3 +159,18 @@ def test_data_export_writes_shapenet_layout(tmp_path, capsys):
     assert (tmp_path / "x" / "03467517" / "procedural-guitar-00001" / "models" / "model_normalized.obj").is_file()
     assert main(["data", "export", "--out", str(tmp_path / "y"), "--categories", "unicorn", "--quiet"]) == 2
     assert "unknown categories" in capsys.readouterr().err
+
+
+def test_train_and_eval_commands(tmp_path, capsys):
+    args = ["train", "pointnet", "--root", str(tmp_path / "gen"), "--out", str(tmp_path / "run"), "--epochs", "1",
+            "--points", "32", "--shapes-per-category", "10", "--width", "0.25", "--categories", "mug,car",
+            "--batch-size", "4", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test_accuracy" in out and "confusion_png" in out
+    assert main(args[:7] + ["2", "--resume"] + args[8:]) == 0
+    assert "epochs                       2" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "run" / "last.pt"), "--quiet"]) == 0
+    assert "test_accuracy" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "nothing.pt")]) == 2
+    assert "not found" in capsys.readouterr().err

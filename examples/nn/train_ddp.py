@@ -20,8 +20,24 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from geo4g.data import GeometryCollate, ProceduralShapes, RandomRotation
-from geo4g.demo import PointMaxClassifier
-from geo4g.nn import Trainer, cleanup, get_rank, init_from_env
+from geo4g.nn import MLP, SharedMLP, Trainer, cleanup, get_rank, init_from_env
+
+
+class PointMaxClassifier(nn.Module):
+    """Point-wise shared MLP, max pooling over points, then an MLP head.
+
+    Shapes:
+        - input: ``(B, N, 3)``
+        - output: ``(B, num_classes)`` logits
+    """
+
+    def __init__(self, num_classes: int, width: int = 128):
+        super().__init__()
+        self.features = SharedMLP([3, 64, 64, width])
+        self.head = MLP([width, 64, num_classes], norm="batch", dropout=0.3)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(points.transpose(1, 2)).amax(dim=2))
 
 
 def main(argv=None) -> dict:
