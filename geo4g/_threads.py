@@ -17,7 +17,11 @@ __all__ = ["single_thread"]
 
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
+    """Run the block's torch CPU ops on the calling thread; the previous setting is restored."""
     previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
     torch.set_num_threads(1)
     try:
         yield

@@ -18,8 +18,10 @@ from typing import Optional
 
 import torch
 
+from geo4g._threads import single_thread
+
 from ._inputs import check_count, check_radius
-from .knn import (KNN, _pair_distance, block_size, calling_thread_only, check_inputs, cpu_method, knn_gather,
+from .knn import (KNN, _pair_distance, block_size, check_inputs, cpu_method, knn_gather,
                   numba_kernels, triton_available)
 
 __all__ = ["ball_query"]
@@ -63,7 +65,7 @@ def ball_query(p1, p2, lengths1: Optional[torch.Tensor] = None, lengths2: Option
             lengths out of range, NaN in valid points, ``K < 1``, ``radius <= 0`` or an
             unknown ``method``.
     """
-    with calling_thread_only(p1):
+    with single_thread():
         p1, p2, lengths1, lengths2 = check_inputs(p1, p2, lengths1, lengths2)
     check_count(K, "K")
     r = check_radius(radius)
@@ -73,7 +75,7 @@ def ball_query(p1, p2, lengths1: Optional[torch.Tensor] = None, lengths2: Option
         idx, dists = _ball_idx(p1.detach(), p2.detach(), lengths1, lengths2, K, r, method)
     if dists is not None and not return_nn and not (torch.is_grad_enabled() and (p1.requires_grad or p2.requires_grad)):
         return KNN(dists, idx, None)  # the kernel's distances are _finish's, bit for bit
-    with calling_thread_only(p1):
+    with single_thread():
         return _finish(p1, p2, idx, return_nn)
 
 

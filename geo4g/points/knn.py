@@ -17,14 +17,13 @@ Every path returns the same indices: the ``K`` smallest distances, ties to the l
 distances summed over the coordinates in order (``_pair_distance``), as the reference does.
 
 On the CPU the input checks and the final gathers (small elementwise ops) run on the calling
-thread only (``calling_thread_only``): on a machine whose cores are busy with other processes a
+thread only (``geo4g._threads.single_thread``): on a machine whose cores are busy with other processes a
 torch OpenMP region waits for its second thread to be scheduled, which measured 40-140 ms per
 check on a loaded 2-core machine against 0.2 ms on one thread. The search itself uses its own
 threads (grid, KD-tree) or torch's (blocked).
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
@@ -32,6 +31,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from geo4g._threads import single_thread
 from geo4g.structures.checks import check_lengths, check_tensor
 
 from ._inputs import check_count, check_pair
@@ -100,7 +100,7 @@ def knn_points(p1, p2, lengths1: Optional[torch.Tensor] = None, lengths2: Option
             sizes, dtypes or devices, lengths out of range, NaN in valid points, ``K < 1``,
             ``norm`` not 1 or 2 or an unknown ``method``.
     """
-    with calling_thread_only(p1):
+    with single_thread():
         p1, p2, lengths1, lengths2 = check_inputs(p1, p2, lengths1, lengths2)
     check_count(K, "K")
     if isinstance(norm, bool) or norm not in (1, 2):
@@ -111,24 +111,8 @@ def knn_points(p1, p2, lengths1: Optional[torch.Tensor] = None, lengths2: Option
         idx, dists = _knn_idx(p1.detach(), p2.detach(), lengths1, lengths2, norm, K, method)
     if dists is not None and not return_nn and not (torch.is_grad_enabled() and (p1.requires_grad or p2.requires_grad)):
         return KNN(dists, idx, None)  # the kernel's distances are _finish's, bit for bit
-    with calling_thread_only(p1):
+    with single_thread():
         return _finish(p1, p2, idx, lengths1, lengths2, norm, K, return_nn)
-
-
-@contextlib.contextmanager
-def calling_thread_only(points):
-    """Run the torch CPU ops of the block on the calling thread (when ``points`` is a CPU tensor or a
-    ``Pointclouds``): the OpenMP setting is per thread, restored on exit."""
-    threads = torch.get_num_threads()
-    on_gpu = isinstance(points, torch.Tensor) and points.device.type != "cpu"
-    if threads == 1 or on_gpu:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def check_inputs(p1, p2, lengths1, lengths2):

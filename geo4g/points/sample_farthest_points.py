@@ -6,10 +6,12 @@ Three implementations of the same indices, bit for bit (see ``_fps_indices``):
   float dtype); the oracle of the tests.
 - ``"numba"``: compiled CPU kernels (``geo4g/points/_kernels/fps_numba.py``), float32 and
   float64. A batch runs one cloud per numba thread; a single cloud runs in the calling thread,
-  or, from ``SPLIT_MIN_POINTS`` (32768) points, splits each step's update over the threads. Below
-  that the per-step synchronisation of the threads costs as much as it saves (measured on 2
-  cores: equal at 16384 points, 1.3x faster at 32768, 2x at 65536), and far more when other
-  processes compete for the cores.
+  or, from ``SPLIT_MIN_POINTS`` (65536) points, splits each step's update over the threads. The
+  split pays one thread synchronisation per sample: measured on 2 idle cores it is no faster at
+  16384 points, 1.05-1.3x faster at 32768 and 1.7-1.9x at 65536 (the halves then fit the two L2
+  caches). When other processes hold the cores each synchronisation can wait for a time slice,
+  and under ``OMP_WAIT_POLICY=PASSIVE`` each one wakes a sleeping thread (the split then measured
+  1.7x slower at 65536 points), so below 65536 points the small gain is not worth that risk.
 - ``"triton"``: a Triton kernel on CUDA, one program per cloud
   (``geo4g/points/_kernels/fps_triton.py``), float32 and float64.
 """
@@ -28,7 +30,7 @@ from ._inputs import check_cloud
 __all__ = ["sample_farthest_points"]
 
 METHODS = ("reference", "numba", "triton")
-SPLIT_MIN_POINTS = 32768  # a single CPU cloud this long splits each step over the numba threads (measured)
+SPLIT_MIN_POINTS = 65536  # a single CPU cloud this long splits each step over the numba threads (measured)
 _FAST_DTYPES = (torch.float32, torch.float64)
 
 
@@ -50,15 +52,17 @@ def sample_farthest_points(points, lengths: Optional[torch.Tensor] = None, K: Un
     Returns:
         ``(sampled (B, max K, D), idx (B, max K))``. Where a cloud has fewer than ``K`` points
         (or its ``K`` is below the max), the extra slots hold ``idx = -1`` and zero points; an
-        empty cloud gets only such slots. Ties go to the lower index (once every distinct point
-        is chosen, duplicates and index 0 come back as ties at distance 0). ``sampled`` is
+        empty cloud gets only such slots. Ties go to the lower index: once every distinct point
+        of a cloud is chosen, all distances are 0 and further samples are index 0. ``sampled`` is
         differentiable with respect to ``points`` (the choice itself is not).
 
     Which path runs (all give the same indices): on CPU float32/float64 tensors the numba
-    kernels when numba is importable (one cloud per thread for a batch, or for one cloud of
-    fewer than 32768 valid points; one cloud of more split over the threads step by step); on CUDA float32/float64
+    kernels when numba is importable (one cloud per thread for a batch; one cloud in the calling
+    thread, or split over the threads step by step from 65536 valid points); on CUDA float32/float64
     tensors the Triton kernel when triton is importable; otherwise (other devices or dtypes,
-    missing optional packages) the plain torch reference, which is correct but slow.
+    missing optional packages) the plain torch reference, which is correct but slow. The first
+    numba call of a process compiles or loads the kernels (seconds when the on-disk cache is
+    cold, about 0.3 s when warm).
 
     Raises:
         ValueError / TypeError: naming the argument, for wrong shapes, lengths out of range,
