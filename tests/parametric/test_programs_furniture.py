@@ -11,15 +11,6 @@ PROGRAM = {p.name: p for p in PROGRAMS}
 SEEDS = range(20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # The meshes are tiny: torch's intra-op thread pool only adds latency, badly so on a loaded machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sample(name, seed):
     return PROGRAM[name].sample(torch.Generator().manual_seed(seed))
 

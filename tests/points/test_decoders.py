@@ -4,17 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from geo4g._threads import single_thread
 from geo4g.losses import chamfer_distance
 from geo4g.points.decoders import PointAutoEncoder, PointSetDecoder, PointSetEncoder
 from geo4g.structures import Pointclouds
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: threads cost more than they save, and much more on a busy machine.
-    with single_thread():
-        yield
 
 
 def primitives(n: int, seed: int = 0) -> torch.Tensor:

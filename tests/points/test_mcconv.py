@@ -4,16 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geo4g._threads import single_thread
 from geo4g.points.mcconv import MCConvClassifier, MonteCarloConv
 from geo4g.structures import Pointclouds
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: threads cost more than they save, and much more on a busy machine.
-    with single_thread():
-        yield
 
 
 def primitives(n: int, copies: int, seed: int = 0):

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geo4g._threads import single_thread
 from geo4g.points._models import as_padded, masked_max, pointwise
 from geo4g.points.pointnet import (PointNetClassifier, PointNetEncoder, PointNetSegmenter, TNet,
                                    feature_transform_regularizer)
@@ -13,12 +12,6 @@ from geo4g.structures import Pointclouds
 
 W = 0.125  # 8-wide point features, 128-wide global feature
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than many on a busy machine."""
-    with single_thread():
-        yield
 
 
 def primitives(per_class: int = 2, n: int = 128, seed: int = 0):

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geo4g._threads import single_thread
 from geo4g.points import three_nn_interpolate
 from geo4g.points.pointnet2 import (FeaturePropagation, PointNet2Classifier, PointNet2Segmenter, SetAbstraction,
                                     SetAbstractionMSG)
@@ -13,12 +12,6 @@ from geo4g.structures import Pointclouds
 W = 0.125
 NPOINTS = (32, 8)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than many on a busy machine."""
-    with single_thread():
-        yield
 
 
 def primitives(per_class: int = 2, n: int = 128, seed: int = 0):
