@@ -16,7 +16,6 @@ width 0.25, no ModelNet).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
@@ -36,8 +35,6 @@ from geo4g.data import GeometryCollate, ProceduralShapes  # noqa: E402
 from geo4g.losses import chamfer_distance  # noqa: E402
 from geo4g.meshes import sample_surface  # noqa: E402
 from geo4g.points.decoders import PointAutoEncoder  # noqa: E402
-from geo4g import training  # noqa: E402
-from geo4g.points.pointnet2 import PointNet2Classifier, PointNet2Segmenter  # noqa: E402
 from geo4g.training import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,25 +77,6 @@ def settings(run: Dict[str, object]) -> str:
     return text
 
 
-@contextlib.contextmanager
-def pointnet2_npoints(model: str, npoints):
-    """``train`` builds PointNet++ with its default centroid counts: swap the builder for the run."""
-    if not npoints or model not in ("pointnet2", "pointnet2-seg"):
-        yield
-        return
-    table = training.CLASSIFIERS if model == "pointnet2" else training.SEGMENTERS
-    saved = table[model]
-    if model == "pointnet2":
-        table[model] = lambda classes, parts, width: PointNet2Classifier(classes, width=width, npoints=tuple(npoints))
-    else:
-        table[model] = lambda classes, parts, width: PointNet2Segmenter(parts, classes, width=width,
-                                                                       npoints=tuple(npoints))
-    try:
-        yield
-    finally:
-        table[model] = saved
-
-
 def _train(run, kwargs, categories):
     if run["data"] == "modelnet":
         return train(run["model"], data="modelnet", modelnet="10", **kwargs)
@@ -112,8 +90,9 @@ def train_row(run: Dict[str, object], root: Path, runs: Path, out_dir: Path,
     t0 = time.perf_counter()
     kwargs = dict(root=root, out=folder, epochs=run["epochs"], batch_size=32, lr=1e-3, num_points=run["points"],
                   seed=0, width=run["width"], workers=0, device="cpu", progress=False, threads=1)
-    with pointnet2_npoints(str(run["model"]), run.get("npoints")):
-        metrics = _train(run, kwargs, categories)
+    if run.get("npoints"):
+        kwargs["model_options"] = {"npoints": list(run["npoints"])}
+    metrics = _train(run, kwargs, categories)
     wall = time.perf_counter() - t0
     row = {"row": run["key"], "model": run["model"], "data": "ModelNet10" if run["data"] == "modelnet" else
            f"procedural ({len(categories) if categories else 12} categories)", "settings": settings(run),

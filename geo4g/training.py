@@ -30,31 +30,36 @@ __all__ = ["CLASSIFIERS", "SEGMENTERS", "MODELS", "FEATURE_TRANSFORM_WEIGHT", "b
 PathLike = Union[str, os.PathLike]
 
 
-def _pointnet(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return PointNetClassifier(num_classes, width=width)
+def _tuples(options: Dict[str, object]) -> Dict[str, object]:
+    # Options come back from config.json with lists where the constructors take tuples.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
-def _pointnet2(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return PointNet2Classifier(num_classes, width=width)
+def _pointnet(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return PointNetClassifier(num_classes, width=width, **options)
 
 
-def _dgcnn(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return DGCNNClassifier(num_classes, width=width)
+def _pointnet2(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return PointNet2Classifier(num_classes, width=width, **_tuples(options))
 
 
-def _mcconv(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return MCConvClassifier(num_classes, width=width)
+def _dgcnn(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return DGCNNClassifier(num_classes, width=width, **options)
 
 
-def _pointnet_seg(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return PointNetSegmenter(num_parts, num_classes, width=width)
+def _mcconv(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return MCConvClassifier(num_classes, width=width, **_tuples(options))
 
 
-def _pointnet2_seg(num_classes: int, num_parts: int, width: float) -> nn.Module:
-    return PointNet2Segmenter(num_parts, num_classes, width=width)
+def _pointnet_seg(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return PointNetSegmenter(num_parts, num_classes, width=width, **options)
 
 
-#: classification models by CLI name: ``builder(num_classes, num_parts, width)``
+def _pointnet2_seg(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return PointNet2Segmenter(num_parts, num_classes, width=width, **_tuples(options))
+
+
+#: classification models by CLI name: ``builder(num_classes, num_parts, width, **model_options)``
 CLASSIFIERS: Dict[str, Callable[[int, int, float], nn.Module]] = {
     "pointnet": _pointnet, "pointnet2": _pointnet2, "dgcnn": _dgcnn, "mcconv": _mcconv}
 #: part-segmentation models by CLI name
@@ -63,12 +68,13 @@ SEGMENTERS: Dict[str, Callable[[int, int, float], nn.Module]] = {"pointnet-seg":
 MODELS = (*CLASSIFIERS, *SEGMENTERS)
 
 
-def build_model(name: str, num_classes: int, num_parts: int = 0, width: float = 1.0) -> nn.Module:
-    """The model ``name`` (one of ``MODELS``) for ``num_classes`` categories (and ``num_parts`` parts)."""
+def build_model(name: str, num_classes: int, num_parts: int = 0, width: float = 1.0, **options) -> nn.Module:
+    """The model ``name`` (one of ``MODELS``) for ``num_classes`` categories (and ``num_parts`` parts);
+    ``options`` go to the model's constructor (e.g. ``npoints=(128, 32)`` for PointNet++)."""
     if name in CLASSIFIERS:
-        return CLASSIFIERS[name](num_classes, num_parts, width)
+        return CLASSIFIERS[name](num_classes, num_parts, width, **options)
     if name in SEGMENTERS:
-        return SEGMENTERS[name](num_classes, num_parts, width)
+        return SEGMENTERS[name](num_classes, num_parts, width, **options)
     raise ValueError(f"unknown model {name!r}; known models: {list(MODELS)}")
 
 
@@ -225,10 +231,12 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
           epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, num_points: int = 1024,
           shapes_per_category: int = 200, seed: int = 0, width: float = 1.0, workers: int = 0,
           modelnet: str = "10", categories: Optional[Sequence[str]] = None, device: Optional[str] = None,
-          resume: bool = False, progress: bool = True, threads: Optional[int] = None) -> Dict[str, object]:
+          resume: bool = False, progress: bool = True, threads: Optional[int] = None,
+          model_options: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """Train ``model`` and write the run folder ``out`` (default ``runs/<model>``); return the test metrics.
 
-    ``threads`` sets torch's CPU threads for the run (default: leave torch's setting). On small
+    ``model_options`` go to the model's constructor (e.g. ``{"npoints": [128, 32]}`` for PointNet++)
+    and are saved with the run. ``threads`` sets torch's CPU threads for the run (default: leave torch's setting). On small
     machines one thread is often fastest: the models' per-point layers are many small ops.
 
     ``resume=True`` continues from ``out/last.pt`` with the run's saved config (the
@@ -253,6 +261,7 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
               "epochs": epochs, "batch_size": batch_size, "lr": lr, "num_points": num_points,
               "shapes_per_category": shapes_per_category, "seed": seed, "width": width, "modelnet": modelnet,
               "categories": None if categories is None else list(categories),
+              "model_options": dict(model_options or {}),
               "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
     config_path = out / "config.json"
     if resume:
@@ -266,7 +275,7 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
     with atomic_write(config_path, "w") as f:
         json.dump(config, f, indent=1)
     train_set, val_set, test_set, names, ranges = _datasets({**config, "progress": progress})
-    net = build_model(model, len(names), sum(b - a for a, b in ranges), width)
+    net = build_model(model, len(names), sum(b - a for a, b in ranges), width, **config["model_options"])
     trainer = _trainer(net, config, out, ranges, progress)
     collate = GeometryCollate("padded")
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
@@ -323,7 +332,8 @@ def evaluate(checkpoint: PathLike, progress: bool = True) -> Dict[str, object]:
         raise FileNotFoundError(f"{config_path} not found: {checkpoint} is not in a `geo4g train` run folder")
     config = json.loads(config_path.read_text())
     _, _, test_set, names, ranges = _datasets({**config, "progress": progress})
-    net = build_model(config["model"], len(names), sum(b - a for a, b in ranges), config["width"])
+    net = build_model(config["model"], len(names), sum(b - a for a, b in ranges), config["width"],
+                      **config.get("model_options", {}))
     trainer = _trainer(net, config, checkpoint.parent, ranges, progress)
     state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
     trainer.model.load_state_dict(state["model"])

@@ -78,3 +78,14 @@ def test_every_model_trains_one_epoch_then_resumes_and_evaluates(tmp_path, shape
         assert (tmp_path / "run" / "confusion.png").is_file()
     with pytest.raises(ValueError, match="settings differ"):
         train(model, epochs=3, resume=True, **{**common, "num_points": 32})
+
+
+def test_model_options_reach_the_constructor_and_the_saved_run(tmp_path, shapes_root):
+    model = build_model("pointnet2", 3, width=0.25, npoints=(16, 8))
+    assert model(torch.rand(2, 40, 3)).shape == (2, 3)
+    common = dict(root=shapes_root, out=tmp_path / "run", batch_size=8, num_points=32, shapes_per_category=10,
+                  width=0.25, categories=["mug", "table", "car"], progress=False)
+    train("pointnet2", epochs=1, model_options={"npoints": [16, 8]}, **common)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model_options"] == {"npoints": [16, 8]}
+    assert "accuracy" in json.dumps(evaluate(tmp_path / "run" / "last.pt", progress=False))
