@@ -1,5 +1,4 @@
 import copy
-import math
 
 import pytest
 import torch
@@ -9,25 +8,7 @@ from geo4g.points import ball_query, knn_points
 from geo4g.points.dgcnn import DGCNNClassifier, DynamicEdgeConv, EdgeConv
 from geo4g.structures import Pointclouds
 
-
-
-def primitives(n: int, copies: int, seed: int = 0):
-    """``(points (4 * copies, n, 3), labels)``: surface samples of a sphere, cube, cylinder and torus."""
-    g = torch.Generator().manual_seed(seed)
-    clouds, labels = [], []
-    for _ in range(copies):
-        sphere = torch.randn(n, 3, generator=g)
-        cube = torch.rand(n, 3, generator=g) * 2 - 1
-        axis = torch.randint(0, 3, (n,), generator=g)
-        cube[torch.arange(n), axis] = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-        t, z = torch.rand(n, generator=g) * 2 * math.pi, torch.rand(n, generator=g) * 2 - 1
-        u, v = torch.rand(n, generator=g) * 2 * math.pi, torch.rand(n, generator=g) * 2 * math.pi
-        ring = 0.7 + 0.3 * v.cos()
-        clouds += [sphere / sphere.norm(dim=1, keepdim=True), cube * 0.7,
-                   torch.stack([0.5 * t.cos(), 0.5 * t.sin(), z], 1),
-                   torch.stack([ring * u.cos(), ring * u.sin(), 0.3 * v.sin()], 1)]
-        labels += [0, 1, 2, 3]
-    return torch.stack(clouds), torch.tensor(labels)
+from ._shapes import primitive_surfaces as primitives
 
 
 def ragged(seed: int = 0, lengths=(40, 25, 7), channels: int = 3):

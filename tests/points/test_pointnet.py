@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,32 +8,9 @@ from geo4g.points.pointnet import (PointNetClassifier, PointNetEncoder, PointNet
 from geo4g.nn import SharedMLP
 from geo4g.structures import Pointclouds
 
+from ._shapes import four_primitives as primitives
+
 W = 0.125  # 8-wide point features, 128-wide global feature
-
-
-
-def primitives(per_class: int = 2, n: int = 128, seed: int = 0):
-    """``(points (4 per_class, n, 3), labels)``: spheres, cube surfaces, cylinders and flat squares."""
-    g = torch.Generator().manual_seed(seed)
-    clouds, labels = [], []
-    for label in range(4):
-        for _ in range(per_class):
-            u = torch.rand(n, 3, generator=g)
-            if label == 0:
-                p = torch.randn(n, 3, generator=g)
-                p = 0.8 * p / p.norm(dim=1, keepdim=True)
-            elif label == 1:
-                p = (2 * u - 1) * 0.6
-                face = torch.randint(0, 3, (n,), generator=g)
-                p[torch.arange(n), face] = torch.where(torch.rand(n, generator=g) < 0.5, -0.6, 0.6)
-            elif label == 2:
-                t = 2 * math.pi * u[:, 0]
-                p = torch.stack([0.5 * t.cos(), 0.5 * t.sin(), 1.6 * u[:, 1] - 0.8], 1)
-            else:
-                p = torch.stack([1.6 * u[:, 0] - 0.8, 1.6 * u[:, 1] - 0.8, torch.zeros(n)], 1)
-            clouds.append(p)
-            labels.append(label)
-    return torch.stack(clouds), torch.tensor(labels)
 
 
 def ragged(seed: int = 0):
