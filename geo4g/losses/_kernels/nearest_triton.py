@@ -11,17 +11,9 @@ is imported) for the tests.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as exc:  # pragma: no cover - exercised only without triton
-    raise ImportError(
-        "geo4g's Triton kernels need triton: pip install 'geo4g[triton]' (or pip install triton)"
-    ) from exc
+from geo4g._triton import interpreting, tl, triton
 
 
 @triton.jit
@@ -71,7 +63,7 @@ def nearest_triton(x: torch.Tensor, y: torch.Tensor, x_lengths: torch.Tensor, y_
     xc = (x.to(work) - c).contiguous()
     yc = (y.to(work) - c).contiguous()
     out = torch.zeros((B, N), dtype=torch.long, device=x.device)
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    interpret = interpreting()
     block_n, block_m = (16, 16) if interpret else (64, 128)
     grid = (triton.cdiv(N, block_n), B)
     _nearest_kernel[grid](

@@ -12,17 +12,9 @@ the tests.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as exc:  # pragma: no cover - exercised only without triton
-    raise ImportError(
-        "geo4g's Triton kernels need triton: pip install 'geo4g[triton]' (or pip install triton)"
-    ) from exc
+from geo4g._triton import interpreting, tl, triton
 
 
 @triton.jit
@@ -66,7 +58,7 @@ def fps_triton(points: torch.Tensor, lengths: torch.Tensor, ks: torch.Tensor, st
         return out
     soa = points.transpose(1, 2).contiguous()
     nearest = torch.full((B, N), float("inf"), dtype=points.dtype, device=points.device)
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    interpret = interpreting()
     block = 16 if interpret else min(2048, max(16, triton.next_power_of_2(int(lengths.max()))))
     _fps_kernel[(B,)](
         soa, nearest, lengths.to(torch.int32).contiguous(), ks.to(torch.int32).contiguous(),

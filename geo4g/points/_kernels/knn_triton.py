@@ -16,17 +16,9 @@ tests. Imported lazily; triton is optional.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError as exc:  # pragma: no cover - exercised only without triton
-    raise ImportError(
-        "geo4g's Triton kernels need triton: pip install 'geo4g[triton]' (or pip install triton)"
-    ) from exc
+from geo4g._triton import interpreting, tl, triton
 
 
 @triton.jit
@@ -89,7 +81,7 @@ def knn_triton(p1: torch.Tensor, p2: torch.Tensor, lengths1: torch.Tensor, lengt
     y = p2.contiguous()
     out_d = torch.full((B, P1, K), float("inf"), dtype=x.dtype, device=x.device)
     out_i = torch.zeros((B, P1, K), dtype=torch.int32, device=x.device)
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    interpret = interpreting()
     block_n, block_m = (16, 16) if interpret else (32, 64)
     grid = (triton.cdiv(P1, block_n), B)
     _knn_kernel[grid](
