@@ -1,9 +1,5 @@
 """nearest_neighbors: every implementation against the full-distance reference; the Triton
 kernel under TRITON_INTERPRET=1 in a subprocess (so the env var is set before triton loads)."""
-import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +10,7 @@ from hypothesis import strategies as st
 from geo4g.losses import _nearest
 from geo4g.losses._nearest import nearest_neighbors
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+from .._triton_interpreter import HAS_TRITON, run_interpreted
 
 
 def _naive(x, y, xl, yl, norm):
@@ -128,11 +124,7 @@ _TRITON_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_nearest_triton_kernel_interpreted_matches_reference():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = run_interpreted(_TRITON_SCRIPT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "TRITON-OK" in out.stdout
 

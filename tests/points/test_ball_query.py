@@ -3,9 +3,6 @@ radius), ragged lengths, duplicates, no neighbours, D = 2, 3, 5, float32/float64
 input; the Triton kernel under TRITON_INTERPRET=1 in a subprocess."""
 import importlib
 import importlib.util
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,12 +11,12 @@ import torch
 from geo4g.points import ball_query, knn_gather
 from geo4g.points import knn as knn_module
 
+from .._triton_interpreter import HAS_TRITON, run_interpreted
+
 ball_module = importlib.import_module("geo4g.points.ball_query")  # the package exports a function of that name
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 CPU_METHODS = ["reference", "blocked", "kdtree", "auto"] + (["grid"] if HAS_NUMBA else [])
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _naive(p1, p2, l1, l2, K, radius):
@@ -184,8 +181,7 @@ _TRITON_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_ball_query_triton_kernel_interpreted_matches_reference():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    out = run_interpreted(_TRITON_SCRIPT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "TRITON-OK" in out.stdout
 

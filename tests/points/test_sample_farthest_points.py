@@ -3,8 +3,6 @@ indices), hand-checked ties, random starts, gradients and bad input. The Triton 
 TRITON_INTERPRET=1 in a subprocess (so the env var is set before triton loads)."""
 import importlib
 import importlib.util
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -14,8 +12,9 @@ import torch
 from geo4g.points import sample_farthest_points
 from geo4g.structures import Pointclouds
 
+from .._triton_interpreter import HAS_TRITON, run_interpreted
+
 fps_module = importlib.import_module("geo4g.points.sample_farthest_points")  # the package re-exports the function
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_NUMBA = fps_module._kernels("fps_numba") is not None
 needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba not importable")
 
@@ -233,11 +232,7 @@ _TRITON_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 def test_triton_kernel_interpreted_matches_reference():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = run_interpreted(_TRITON_SCRIPT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "TRITON-OK" in out.stdout
 
