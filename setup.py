@@ -13,7 +13,9 @@ extras = {
     "triton": ["triton>=3.0"],
     # compiled CPU auction behind earth_movers_distance(method="approx"/"auto")
     "numba": ["numba>=0.60"],
-    "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+    "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100",
+            # references the voxel and mesh tests compare against (marching cubes, Laplacians)
+            "scikit-image>=0.22", "libigl>=2.5", "robust-laplacian>=0.2"],
     # peers the benchmarks compare against (PyTorch3D has no PyPI wheel for most platforms)
     "bench": ["POT>=0.9", "geomloss>=0.3"],
 }

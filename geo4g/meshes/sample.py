@@ -8,7 +8,85 @@ import torch
 from geo4g.structures import Meshes, lengths_to_mask, packed_to_padded
 from geo4g.structures.checks import check_faces, check_finite, check_tensor, describe
 
-__all__ = ["sample_points_from_meshes", "sample_surface", "SurfaceSamples"]
+__all__ = ["sample_points_from_meshes", "sample_meshes", "MeshSamples", "sample_surface", "SurfaceSamples"]
+
+
+class MeshSamples(NamedTuple):
+    """Points drawn on a batch of ``B`` meshes, ``S`` per mesh.
+
+    ``points (B, S, 3)``; ``normals (B, S, 3)`` unit face normals; ``textures (B, S, C)`` or
+    ``None``; ``face_index (B, S)`` long, the sampled face as an index into
+    ``meshes.faces_packed()`` (``-1`` for a mesh without faces); ``barycentric (B, S, 3)`` the
+    weights of the face's three vertices (zeros for a mesh without faces)."""
+
+    points: torch.Tensor
+    normals: torch.Tensor
+    textures: Optional[torch.Tensor]
+    face_index: torch.Tensor
+    barycentric: torch.Tensor
+
+
+def sample_meshes(meshes: Meshes, num_samples: int = 10000,
+                  generator: Optional[torch.Generator] = None) -> MeshSamples:
+    """Sample points uniformly by area on each mesh's surface, with their faces and barycentrics.
+
+    A face is drawn with probability proportional to its area, then a point inside it by uniform
+    barycentric coordinates ``(1 - sqrt(u), sqrt(u) (1 - v), sqrt(u) v)``, so the samples are
+    uniform over the surface. Points, normals and textures are differentiable with respect to
+    the vertices (and textures); ``face_index`` and ``barycentric`` let any per-face or
+    per-vertex attribute follow the samples.
+
+    Args:
+        meshes: a ``Meshes`` batch of ``B`` meshes.
+        num_samples: points per mesh, ``S >= 0``.
+        generator: a ``torch.Generator`` on the meshes' device for reproducible samples.
+
+    Returns:
+        ``MeshSamples``. A mesh without faces gives zero points and normals and ``face_index``
+        ``-1``; a mesh whose faces all have zero area is sampled uniformly over its faces (with
+        zero normals).
+
+    Raises:
+        TypeError: ``meshes`` is not a ``Meshes``.
+        ValueError: negative ``num_samples``.
+    """
+    if not isinstance(meshes, Meshes):
+        raise TypeError(f"meshes must be a geo4g.structures.Meshes, got {describe(meshes)}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
+        raise ValueError(f"num_samples must be a non-negative int, got {num_samples!r}")
+    B, S = len(meshes), num_samples
+    verts = meshes.verts_packed()
+    dtype, device = verts.dtype, meshes.device
+    num_faces = meshes.num_faces_per_mesh()
+    has_faces = num_faces > 0
+    textures = meshes.textures_packed()
+    out_points = verts.new_zeros(B, S, 3)
+    out_normals = verts.new_zeros(B, S, 3)
+    out_textures = None if textures is None else textures.new_zeros(B, S, textures.shape[-1])
+    out_faces = torch.full((B, S), -1, dtype=torch.long, device=device)
+    out_bary = verts.new_zeros(B, S, 3)
+    if S == 0 or not bool(has_faces.any()):
+        return MeshSamples(out_points, out_normals, out_textures, out_faces, out_bary)
+
+    areas = packed_to_padded(meshes.faces_areas_packed().detach(), num_faces)
+    valid = lengths_to_mask(num_faces, areas.shape[1])
+    flat = areas.sum(1) == 0
+    weights = torch.where(flat[:, None], valid.to(dtype), areas)[has_faces]
+    face_in_mesh = torch.multinomial(weights, S, replacement=True, generator=generator)  # (B', S)
+    face_packed = face_in_mesh + meshes.mesh_to_faces_packed_first_idx()[has_faces, None]
+    faces = meshes.faces_packed()[face_packed]
+
+    u, v = torch.rand(2, *face_in_mesh.shape, 1, dtype=dtype, device=device, generator=generator)
+    su = u.sqrt()
+    bary = torch.cat([1 - su, su * (1 - v), su * v], -1)  # (B', S, 3)
+    rows = (has_faces.nonzero().flatten(),)
+    out_points = out_points.index_put(rows, (bary[..., None] * verts[faces]).sum(-2))
+    out_normals = out_normals.index_put(rows, meshes.faces_normals_packed()[face_packed])
+    if textures is not None:
+        out_textures = out_textures.index_put(rows, (bary[..., None] * textures[faces]).sum(-2))
+    out_faces = out_faces.index_put(rows, face_packed)
+    out_bary = out_bary.index_put(rows, bary.detach())
+    return MeshSamples(out_points, out_normals, out_textures, out_faces, out_bary)
 
 
 def sample_points_from_meshes(
@@ -20,9 +98,8 @@ def sample_points_from_meshes(
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
     """Sample points uniformly by area on each mesh's surface (PyTorch3D's signature).
 
-    A face is drawn with probability proportional to its area, then a point
-    inside it by uniform barycentric coordinates, so the samples are uniform
-    over the surface. Point positions (and interpolated textures) are
+    See :func:`sample_meshes` (which also returns each sample's face and barycentric
+    coordinates) for the sampling; point positions (and interpolated textures) are
     differentiable with respect to the vertices.
 
     Args:
@@ -41,45 +118,14 @@ def sample_points_from_meshes(
         TypeError: ``meshes`` is not a ``Meshes``.
         ValueError: negative ``num_samples``, or textures asked of meshes without them.
     """
-    if not isinstance(meshes, Meshes):
-        raise TypeError(f"meshes must be a geo4g.structures.Meshes, got {describe(meshes)}")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
-        raise ValueError(f"num_samples must be a non-negative int, got {num_samples!r}")
-    if return_textures and meshes.textures_packed() is None:
+    if isinstance(meshes, Meshes) and return_textures and meshes.textures_packed() is None:
         raise ValueError("return_textures=True needs meshes built with per-vertex textures, got textures=None")
-    B, S = len(meshes), num_samples
-    verts = meshes.verts_packed()
-    dtype, device = verts.dtype, meshes.device
-    num_faces = meshes.num_faces_per_mesh()
-    has_faces = num_faces > 0
-    out = [verts.new_zeros(B, S, 3)]
+    samples = sample_meshes(meshes, num_samples, generator)
+    out = [samples.points]
     if return_normals:
-        out.append(verts.new_zeros(B, S, 3))
+        out.append(samples.normals)
     if return_textures:
-        out.append(verts.new_zeros(B, S, meshes.textures_packed().shape[-1]))
-    if S == 0 or not bool(has_faces.any()):
-        return out[0] if len(out) == 1 else tuple(out)
-
-    areas = packed_to_padded(meshes.faces_areas_packed().detach(), num_faces)
-    valid = lengths_to_mask(num_faces, areas.shape[1])
-    flat = areas.sum(1) == 0
-    weights = torch.where(flat[:, None], valid.to(dtype), areas)[has_faces]
-    face_in_mesh = torch.multinomial(weights, S, replacement=True, generator=generator)  # (B', S)
-    faces = meshes.faces_packed()[face_in_mesh + meshes.mesh_to_faces_packed_first_idx()[has_faces, None]]
-
-    u, v = torch.rand(2, *face_in_mesh.shape, 1, dtype=dtype, device=device, generator=generator)
-    su = u.sqrt()
-    bary = torch.cat([1 - su, su * (1 - v), su * v], -1)  # (B', S, 3)
-    samples = (bary[..., None] * verts[faces]).sum(-2)
-    out[0] = out[0].index_put((has_faces.nonzero().flatten(),), samples)
-    k = 1
-    if return_normals:
-        normals = meshes.faces_normals_packed()[face_in_mesh + meshes.mesh_to_faces_packed_first_idx()[has_faces, None]]
-        out[k] = out[k].index_put((has_faces.nonzero().flatten(),), normals)
-        k += 1
-    if return_textures:
-        textures = (bary[..., None] * meshes.textures_packed()[faces]).sum(-2)
-        out[k] = out[k].index_put((has_faces.nonzero().flatten(),), textures)
+        out.append(samples.textures)
     return out[0] if len(out) == 1 else tuple(out)
 
 

@@ -486,3 +486,63 @@ def test_sample_surface_normal_gradient_of_a_degenerate_face_is_zero_not_nan():
 def test_sample_surface_bad_input_raises_naming_the_argument(verts, faces, num_samples, error, match):
     with pytest.raises(error, match=match):
         sample_surface(verts, faces, num_samples)
+
+
+# sample_meshes: faces and barycentric coordinates ---------------------------------------------------
+def test_sample_meshes_face_index_and_barycentrics_rebuild_the_points_and_textures():
+    from geo4g.meshes import sample_meshes
+    v1, f1 = unit_cube()
+    v2, f2 = tetrahedron()
+    tex = [torch.rand(8, 2, dtype=torch.float64, generator=gen(1)), torch.rand(4, 2, dtype=torch.float64, generator=gen(2))]
+    meshes = Meshes([v1, v2], [f1, f2], textures=tex)
+    out = sample_meshes(meshes, 500, generator=gen(3))
+    assert out.face_index.shape == (2, 500) and out.barycentric.shape == (2, 500, 3)
+    assert torch.allclose(out.barycentric.sum(-1), torch.ones(2, 500, dtype=torch.float64))
+    assert (out.barycentric >= 0).all()
+    corners = meshes.faces_packed()[out.face_index]  # (2, 500, 3) packed vertex ids
+    rebuilt = (out.barycentric[..., None] * meshes.verts_packed()[corners]).sum(-2)
+    assert torch.allclose(rebuilt, out.points)
+    rebuilt_tex = (out.barycentric[..., None] * meshes.textures_packed()[corners]).sum(-2)
+    assert torch.allclose(rebuilt_tex, out.textures)
+    # faces of item 0 come from the cube (packed ids 0..11), of item 1 from the tetrahedron (12..15)
+    assert out.face_index[0].max() < 12 and out.face_index[1].min() >= 12
+    assert torch.allclose(out.normals, meshes.faces_normals_packed()[out.face_index])
+
+
+def test_sample_meshes_marks_meshes_without_faces_with_minus_one():
+    from geo4g.meshes import sample_meshes
+    v, f = tetrahedron()
+    meshes = Meshes([v, v[:0]], [f, f[:0]])
+    out = sample_meshes(meshes, 7, generator=gen(0))
+    assert (out.face_index[1] == -1).all() and (out.face_index[0] >= 0).all()
+    assert (out.points[1] == 0).all() and (out.barycentric[1] == 0).all()
+    assert out.textures is None
+
+
+def test_sample_meshes_face_counts_pass_a_chi_square_test_against_the_areas():
+    # 12 faces of very different areas; counts per face against area-proportional expectation
+    from scipy.stats import chisquare
+
+    from geo4g.meshes import sample_meshes
+    g = gen(11)
+    verts = torch.rand(36, 3, dtype=torch.float64, generator=g) * torch.linspace(0.2, 3.0, 36, dtype=torch.float64)[:, None]
+    faces = torch.arange(36).view(12, 3)
+    meshes = Meshes([verts], [faces])
+    n = 60000
+    out = sample_meshes(meshes, n, generator=gen(12))
+    counts = torch.bincount(out.face_index[0], minlength=12).double()
+    areas = meshes.faces_areas_packed()
+    expected = n * areas / areas.sum()
+    p_value = chisquare(counts.numpy(), expected.numpy()).pvalue
+    assert p_value > 1e-3
+    # and a deliberately wrong expectation (uniform over faces) is rejected
+    assert chisquare(counts.numpy(), torch.full((12,), n / 12.0).numpy()).pvalue < 1e-6
+
+
+def test_sample_meshes_rejects_bad_input():
+    from geo4g.meshes import sample_meshes
+    with pytest.raises(TypeError, match="meshes"):
+        sample_meshes(torch.zeros(3, 3), 4)
+    v, f = tetrahedron()
+    with pytest.raises(ValueError, match="num_samples"):
+        sample_meshes(Meshes([v], [f]), -1)
