@@ -1,4 +1,40 @@
-"""Triangle-mesh ops: surface sampling (more to come: Laplacians, spectral bases, mesh convolutions)."""
-from .sample import MeshSamples, SurfaceSamples, sample_meshes, sample_points_from_meshes, sample_surface
+"""Triangle meshes and spectral surfaces: sampling, Laplacians, spectral bases and descriptors,
+heat-method geodesics, mesh regularisers, AtlasNet decoders and surface parameterisation.
 
-__all__ = ["MeshSamples", "SurfaceSamples", "sample_meshes", "sample_points_from_meshes", "sample_surface"]
+Operators are sparse torch tensors over one mesh's vertices (a ``Meshes`` batch gives the
+block-diagonal operator over its packed vertices); ops that mirror PyTorch3D keep its names.
+"""
+from .atlasnet import TEMPLATES, AtlasNet, AtlasNetDecoder, AtlasNetMesh, ImageEncoder, square_grid
+from .geodesic import (HeatGeodesics, PolarCoordinates, face_gradient, heat_method_geodesics, local_polar_coordinates,
+                       vertex_divergence)
+from .laplacian_matrices import (cot_laplacian, cotangent_weights, face_cotangents, laplacian, mass_matrix,
+                                 norm_laplacian, robust_laplacian, sparse_to_scipy, stiffness_matrix)
+from .parameterize import (AngleDistortion, FlatTorusMap, angle_distortion, area_distortion, boundary_loops,
+                           check_disk, choose_cones, flat_torus_parameterization, flipped_faces, lscm,
+                           surface_to_torus_image, torus_image_to_surface, tutte_embedding)
+from .regularizers import mesh_edge_loss, mesh_laplacian_smoothing, mesh_normal_consistency
+from .sample import MeshSamples, SurfaceSamples, sample_meshes, sample_points_from_meshes, sample_surface
+from .spectral import (Eigenpairs, SPDSolver, clear_eigenpairs_cache, heat_diffusion, heat_kernel_signature,
+                       laplacian_eigenpairs, spectral_filter, wave_kernel_signature)
+
+__all__ = [
+    # sampling
+    "MeshSamples", "SurfaceSamples", "sample_meshes", "sample_points_from_meshes", "sample_surface",
+    # Laplacians
+    "cot_laplacian", "cotangent_weights", "face_cotangents", "laplacian", "mass_matrix", "norm_laplacian",
+    "robust_laplacian", "sparse_to_scipy", "stiffness_matrix",
+    # spectral bases and descriptors
+    "Eigenpairs", "SPDSolver", "clear_eigenpairs_cache", "heat_diffusion", "heat_kernel_signature",
+    "laplacian_eigenpairs", "spectral_filter", "wave_kernel_signature",
+    # geodesics
+    "HeatGeodesics", "PolarCoordinates", "face_gradient", "heat_method_geodesics", "local_polar_coordinates",
+    "vertex_divergence",
+    # regularisers (PyTorch3D's names)
+    "mesh_edge_loss", "mesh_laplacian_smoothing", "mesh_normal_consistency",
+    # AtlasNet
+    "TEMPLATES", "AtlasNet", "AtlasNetDecoder", "AtlasNetMesh", "ImageEncoder", "square_grid",
+    # parameterisation
+    "AngleDistortion", "FlatTorusMap", "angle_distortion", "area_distortion", "boundary_loops", "check_disk",
+    "choose_cones", "flat_torus_parameterization", "flipped_faces", "lscm", "surface_to_torus_image",
+    "torus_image_to_surface", "tutte_embedding",
+]
