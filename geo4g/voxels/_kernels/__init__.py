@@ -1,0 +1,1 @@
+"""numba and Triton kernels behind geo4g.voxels; no public names."""
