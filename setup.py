@@ -17,7 +17,7 @@ extras = {
             # references the voxel and mesh tests compare against (marching cubes, Laplacians)
             "scikit-image>=0.22", "libigl>=2.5", "robust-laplacian>=0.2"],
     # peers the benchmarks compare against (PyTorch3D has no PyPI wheel for most platforms)
-    "bench": ["POT>=0.9", "geomloss>=0.3"],
+    "bench": ["POT>=0.9", "geomloss>=0.3", "rtree>=1.0"],
 }
 extras["all"] = sorted({req for name in ("open3d", "pyg", "triton", "numba") for req in extras[name]})
 
