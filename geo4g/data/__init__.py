@@ -14,7 +14,7 @@ from .shapenet import (SHAPENETCORE_SYNSETS, SHAPENETPART_NUM_PARTS, SHAPENETPAR
                        SHAPENETPART_SYNSETS, ShapeNetCore, ShapeNetPart, hash_split)
 from .shards import ShardReader, shard_complete, write_shard
 from .transforms import (Compose, Jitter, NormalizeUnitCube, NormalizeUnitSphere, RandomPointDropout, RandomRotation,
-                         RandomScale, RandomTranslate, SamplePoints, check_item, random_rotations)
+                         RandomScale, RandomTranslate, SamplePoints, Voxelize, check_item, random_rotations)
 
 __all__ = [
     "GeometryDataset", "REPRESENTATIONS", "item_generator", "mesh_item_to_points", "resample_points",
@@ -24,6 +24,6 @@ __all__ = [
     "SHAPENETPART_NUM_PARTS", "hash_split",
     "collate_geometry", "GeometryCollate", "OUTPUTS",
     "Compose", "Jitter", "NormalizeUnitCube", "NormalizeUnitSphere", "RandomPointDropout", "RandomRotation",
-    "RandomScale", "RandomTranslate", "SamplePoints", "check_item", "random_rotations",
+    "RandomScale", "RandomTranslate", "SamplePoints", "Voxelize", "check_item", "random_rotations",
     "ShardReader", "shard_complete", "write_shard",
 ]

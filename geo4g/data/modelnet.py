@@ -48,11 +48,12 @@ class ModelNet(GeometryDataset):
         name: ``"10"`` or ``"40"`` (ints accepted).
         split: ``"train"`` or ``"test"``.
         representation: ``"mesh"`` (``.off`` files only) or ``"points"`` (surface samples of the
-            meshes, or the points of point files, see ``GeometryDataset``).
+            meshes, or the points of point files, see ``GeometryDataset``) or ``"voxels"``.
         num_points: points per item for ``"points"``; ``None`` keeps a point file's own points.
         transform: callable applied to each item last.
         seed: base seed of the per-item sampling.
         categories: class names to keep (default: every official class with a folder in ``root``).
+        voxel_resolution: voxels per axis for ``"voxels"``.
 
     Items: ``verts (V, 3)`` float32 and ``faces (F, 3)`` long, or ``points (N, 3)`` (with
     ``normals (N, 3)`` when sampled from meshes or stored in the files), plus ``label`` (long
@@ -78,8 +79,9 @@ class ModelNet(GeometryDataset):
     def __init__(self, root: PathLike, name: Union[str, int] = "10", split: str = "train",
                  representation: str = "mesh", num_points: Optional[int] = 2048,
                  transform: Optional[Callable[[Item], Item]] = None, seed: int = 0,
-                 categories: Optional[Sequence[str]] = None):
-        super().__init__(representation, num_points, transform, seed)
+                 categories: Optional[Sequence[str]] = None,
+                 voxel_resolution: int = 32):
+        super().__init__(representation, num_points, transform, seed, voxel_resolution)
         name = check_choice(str(name) if isinstance(name, int) and not isinstance(name, bool) else name,
                        tuple(_CLASSES), "name")
         self.split = check_choice(split, _SPLITS, "split")

@@ -83,14 +83,15 @@ class ProceduralShapes(GeometryDataset):
         categories: category names (default: all of ``CATEGORIES``, in that order).
         shapes_per_category: shapes per category over all splits.
         seed: dataset seed (shapes and point sampling).
-        representation: ``"mesh"`` or ``"points"``.
+        representation: ``"mesh"``, ``"points"`` or ``"voxels"``.
         num_points: points per shape for ``"points"``.
         transform: a callable applied to each item dict.
         workers: processes that generate missing shards (default: the CPU count, at most 8).
         progress: show a progress bar while generating.
+        voxel_resolution: voxels per axis for ``"voxels"`` (solid grids over each shape's bounding cube).
 
     Items: ``verts (V, 3)``, ``faces (F, 3)``, ``face_labels (F,)`` — or ``points (N, 3)``,
-    ``normals (N, 3)``, ``part_labels (N,)`` — plus ``label`` (index into ``categories``),
+    ``normals (N, 3)``, ``part_labels (N,)`` — or ``voxels (R, R, R)`` — plus ``label`` (index into ``categories``),
     ``category``, ``name`` (``"<category>/<index>"``) and ``params (P,)`` (the program's
     parameters; ``P`` differs between categories). Part labels are global: category
     ``k``'s parts are numbered from ``part_offsets[k]``; ``part_names`` lists them all as
@@ -101,8 +102,8 @@ class ProceduralShapes(GeometryDataset):
                  categories: Optional[Sequence[str]] = None, shapes_per_category: int = 200, seed: int = 0,
                  representation: str = "mesh", num_points: Optional[int] = 2048,
                  transform: Optional[Callable[[Item], Item]] = None, workers: Optional[int] = None,
-                 progress: bool = True):
-        super().__init__(representation, num_points, transform, seed)
+                 progress: bool = True, voxel_resolution: int = 32):
+        super().__init__(representation, num_points, transform, seed, voxel_resolution)
         if split not in SPLITS + ("all",):
             raise ValueError(f"split must be one of {list(SPLITS) + ['all']}, got {split!r}")
         if categories is None:

@@ -93,10 +93,11 @@ class ShapeNetCore(GeometryDataset):
         split: ``None`` (every model), ``"train"``, ``"val"`` or ``"test"``: the official split of
             ``<root>/all.csv`` when present (models it does not list are in no split), else
             ``hash_split`` of the model id (70/10/20, deterministic).
-        representation: ``"mesh"`` or ``"points"`` (surface samples, see ``GeometryDataset``).
+        representation: ``"mesh"``, ``"points"`` (surface samples, see ``GeometryDataset``) or ``"voxels"``.
         num_points: points per item for ``"points"``.
         transform: callable applied to each item last.
         seed: base seed of the per-item sampling.
+        voxel_resolution: voxels per axis for ``"voxels"``.
 
     The version is told from the first model folder: ``models/model_normalized.obj`` (v2) or
     ``model.obj`` (v1); a model folder without it raises when its item is loaded.
@@ -117,8 +118,8 @@ class ShapeNetCore(GeometryDataset):
 
     def __init__(self, root: PathLike, synsets: Optional[Sequence[str]] = None, split: Optional[str] = None,
                  representation: str = "mesh", num_points: Optional[int] = 2048,
-                 transform: Optional[Callable[[Item], Item]] = None, seed: int = 0):
-        super().__init__(representation, num_points, transform, seed)
+                 transform: Optional[Callable[[Item], Item]] = None, seed: int = 0, voxel_resolution: int = 32):
+        super().__init__(representation, num_points, transform, seed, voxel_resolution)
         self.split = None if split is None else check_choice(split, ("train", "val", "test"), "split")
         layout = "<root>/<synset>/<model>/model.obj (v1) or <root>/<synset>/<model>/models/model_normalized.obj (v2)"
         self.root = require_folder(root, "ShapeNetCore", layout, _CORE_URL)

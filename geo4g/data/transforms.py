@@ -25,7 +25,7 @@ import torch
 from geo4g.structures import check_faces, check_tensor
 from geo4g.structures.checks import describe
 
-from .base import mesh_item_to_points
+from .base import mesh_item_to_points, voxelize_item
 
 __all__ = [
     "Compose",
@@ -37,6 +37,7 @@ __all__ = [
     "RandomScale",
     "RandomTranslate",
     "SamplePoints",
+    "Voxelize",
     "check_item",
     "random_rotations",
 ]
@@ -492,6 +493,39 @@ class RandomTranslate(_Transform):
         u = _rand(3, self.generator)
         shift = (2 * u - 1) * torch.tensor(self.max_shift, dtype=torch.float64, device=u.device)
         return _affine(item, keys, torch.tensor(1.0, dtype=torch.float64), shift)
+
+
+class Voxelize(_Transform):
+    """Replace an item's geometry by an occupancy grid ``"voxels" (R, R, R)`` bool, indexed
+    ``[x, y, z]``, over the item's bounding cube (so every shape fills the grid along its
+    largest extent, as VoxNet and 3D ShapeNets normalise).
+
+    A mesh item (``verts``/``faces``) is voxelised with :func:`geo4g.voxels.voxelize_mesh`
+    (``mode``, ``fill_rule``); a point item marks the voxels holding a point (``mode`` does
+    not apply: a point cloud has no inside). ``verts``, ``faces``, ``face_labels``, ``points``,
+    ``normals`` and ``part_labels`` are dropped; metadata is kept.
+
+    Args:
+        resolution: voxels per axis, ``>= 1``.
+        mode: ``"solid"`` (surface and inside, default), ``"surface"`` or ``"inside"``.
+        fill_rule: ``"winding"`` (default: fills unions of overlapping closed parts, as the
+            procedural shapes are) or ``"parity"``.
+    """
+
+    _shown = ("resolution", "mode", "fill_rule")
+
+    def __init__(self, resolution: int = 32, mode: str = "solid", fill_rule: str = "winding"):
+        if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
+            raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+        if mode not in ("solid", "surface", "inside"):
+            raise ValueError(f"mode must be 'solid', 'surface' or 'inside', got {mode!r}")
+        if fill_rule not in ("winding", "parity"):
+            raise ValueError(f"fill_rule must be 'winding' or 'parity', got {fill_rule!r}")
+        self.resolution, self.mode, self.fill_rule = resolution, mode, fill_rule
+
+    def __call__(self, item: Item) -> Item:
+        check_item(item, type(self).__name__)
+        return voxelize_item(item, self.resolution, self.mode, self.fill_rule)
 
 
 class Compose(_Transform):

@@ -85,6 +85,6 @@ def test_dataset_errors():
         Boxes()[2]
     assert Boxes()[-1]["name"] == "box1"
     with pytest.raises(ValueError, match="representation must be one of"):
-        Boxes(representation="voxels")
+        Boxes(representation="octree")
     with pytest.raises(ValueError, match="num_points"):
         Boxes(num_points=True)

@@ -175,7 +175,7 @@ def test_corrupt_file_raises_naming_the_file(modelnet):
     (dict(num_points=-5), ValueError, "num_points must be a positive int"),
     (dict(name="20"), ValueError, r"name must be one of \['10', '40'\], got '20'"),
     (dict(split="val"), ValueError, r"split must be one of \['train', 'test'\], got 'val'"),
-    (dict(representation="voxels"), ValueError, "representation must be one of"),
+    (dict(representation="octree"), ValueError, "representation must be one of"),
 ])
 def test_bad_arguments(modelnet, kwargs, error, match):
     with pytest.raises(error, match=match):
