@@ -150,7 +150,7 @@ def cmd_data_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a point model; print the test metrics and where the run folder is."""
+    """Train a point or voxel model; print the test metrics and where the run folder is."""
     from geo4g.training import train
 
     metrics = train(args.model, data=args.data, root=args.root, out=args.out, epochs=args.epochs,
@@ -158,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     shapes_per_category=args.shapes_per_category, seed=args.seed, width=args.width,
                     workers=args.workers, modelnet=args.modelnet, categories=_categories(args.categories),
                     device=args.device, resume=args.resume, threads=args.threads,
-                    progress=not args.quiet)
+                    progress=not args.quiet, voxel_resolution=args.voxel_resolution)
     _print_metrics(metrics)
     return 0
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from geo4g.training import MODELS
 
-    train = sub.add_parser("train", help="train a point-cloud model (classification or part segmentation)")
+    train = sub.add_parser("train", help="train a point-cloud or voxel model (classification or part segmentation)")
     train.add_argument("model", choices=list(MODELS))
     train.add_argument("--data", default="procedural", choices=["procedural", "modelnet"])
     train.add_argument("--root", default=None, help="ModelNet folder, or the procedural generation cache")
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--points", type=int, default=1024, help="points per shape")
+    train.add_argument("--voxel-resolution", type=int, default=32, help="voxel models: grid size per axis")
     train.add_argument("--shapes-per-category", type=int, default=200, help="procedural: shapes per category")
     train.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the model")
     train.add_argument("--workers", type=int, default=0, help="data loader worker processes")

@@ -1,5 +1,5 @@
-"""Training recipes behind ``geo4g train`` / ``geo4g eval``: point-cloud classification and part
-segmentation on the procedural dataset or ModelNet, with checkpoints, resume and reports.
+"""Training recipes behind ``geo4g train`` / ``geo4g eval``: point-cloud and voxel classification and
+point-cloud part segmentation on the procedural dataset or ModelNet, with checkpoints, resume and reports.
 
 A run folder holds ``config.json`` (everything needed to rebuild the model and the data),
 ``last.pt`` / ``best.pt`` (Trainer checkpoints), ``metrics.json`` (test figures) and
@@ -19,12 +19,13 @@ from torch.utils.data import DataLoader
 
 from geo4g._atomic import atomic_write
 from geo4g.data import (Compose, GeometryCollate, Jitter, ModelNet, NormalizeUnitSphere, ProceduralShapes,
-                        RandomRotation, RandomScale)
+                        RandomRotation, RandomScale, Voxelize)
 from geo4g.nn import Trainer
 from geo4g.points import (DGCNNClassifier, MCConvClassifier, PointNet2Classifier, PointNet2Segmenter,
                           PointNetClassifier, PointNetSegmenter, feature_transform_regularizer)
+from geo4g.voxels import ShapeNets3D, VoxNet
 
-__all__ = ["CLASSIFIERS", "SEGMENTERS", "MODELS", "FEATURE_TRANSFORM_WEIGHT", "build_model", "train", "evaluate", "confusion_matrix",
+__all__ = ["CLASSIFIERS", "SEGMENTERS", "VOXEL_MODELS", "MODELS", "FEATURE_TRANSFORM_WEIGHT", "build_model", "train", "evaluate", "confusion_matrix",
            "save_confusion_png", "part_miou"]
 
 PathLike = Union[str, os.PathLike]
@@ -51,6 +52,14 @@ def _mcconv(num_classes: int, num_parts: int, width: float, **options) -> nn.Mod
     return MCConvClassifier(num_classes, width=width, **_tuples(options))
 
 
+def _voxnet(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return VoxNet(num_classes, width=width, **_tuples(options))
+
+
+def _shapenets3d(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
+    return ShapeNets3D(num_classes, width=width, **_tuples(options))
+
+
 def _pointnet_seg(num_classes: int, num_parts: int, width: float, **options) -> nn.Module:
     return PointNetSegmenter(num_parts, num_classes, width=width, **options)
 
@@ -61,7 +70,10 @@ def _pointnet2_seg(num_classes: int, num_parts: int, width: float, **options) ->
 
 #: classification models by CLI name: ``builder(num_classes, num_parts, width, **model_options)``
 CLASSIFIERS: Dict[str, Callable[[int, int, float], nn.Module]] = {
-    "pointnet": _pointnet, "pointnet2": _pointnet2, "dgcnn": _dgcnn, "mcconv": _mcconv}
+    "pointnet": _pointnet, "pointnet2": _pointnet2, "dgcnn": _dgcnn, "mcconv": _mcconv,
+    "voxnet": _voxnet, "shapenets3d": _shapenets3d}
+#: the classifiers that take occupancy grids (``voxel_resolution``^3, solid, over each shape's bounding cube)
+VOXEL_MODELS = ("voxnet", "shapenets3d")
 #: part-segmentation models by CLI name
 SEGMENTERS: Dict[str, Callable[[int, int, float], nn.Module]] = {"pointnet-seg": _pointnet_seg,
                                                                   "pointnet2-seg": _pointnet2_seg}
@@ -181,23 +193,36 @@ def _datasets(config: Dict[str, object]):
     """``(train, val, test, category names, part ranges)`` for a run config."""
     points, seed = config["num_points"], config["seed"]
     augment = Compose([RandomRotation(axis="y"), RandomScale(0.8, 1.25, anisotropic=True), Jitter(0.01, 0.05)])
+    representation, finish = "points", None
+    if config["model"] in VOXEL_MODELS:
+        # Augment the geometry, then voxelise: a rotated grid would blur, a rotated mesh does not.
+        finish = Voxelize(config.get("voxel_resolution", 32))
+        augment = Compose([RandomRotation(axis="y"), RandomScale(0.8, 1.25, anisotropic=True), finish])
+        representation = "mesh"
     if config["data"] == "procedural":
         common = dict(root=config["root"], shapes_per_category=config["shapes_per_category"], seed=seed,
-                      categories=config.get("categories"), representation="points", num_points=points,
+                      categories=config.get("categories"), representation=representation, num_points=points,
                       progress=config.get("progress", True))
         train_set = ProceduralShapes(split="train", transform=augment, **common)
-        val_set = ProceduralShapes(split="val", **common)
-        test_set = ProceduralShapes(split="test", **common)
+        val_set = ProceduralShapes(split="val", transform=finish, **common)
+        test_set = ProceduralShapes(split="test", transform=finish, **common)
         ranges = [(o, o + n) for o, n in zip(train_set.part_offsets, _part_counts(train_set))]
         return train_set, val_set, test_set, list(train_set.categories), ranges
     if config["data"] == "modelnet":
-        normalise = NormalizeUnitSphere()
+        normalise = NormalizeUnitSphere() if finish is None else Compose([NormalizeUnitSphere(), finish])
         common = dict(root=config["root"], name=config["modelnet"], representation="points", num_points=points,
                       seed=seed, categories=config.get("categories"))
-        train_set = ModelNet(split="train", transform=Compose([normalise, augment]), **common)
+        train_set = ModelNet(split="train", transform=Compose([NormalizeUnitSphere(), augment]), **common)
         test_set = ModelNet(split="test", transform=normalise, **common)
         return train_set, None, test_set, list(train_set.classes), []
     raise ValueError(f"data must be 'procedural' or 'modelnet', got {config['data']!r}")
+
+
+def _build_from_config(config: Dict[str, object], names, ranges) -> nn.Module:
+    options = dict(config.get("model_options", {}))
+    if config["model"] in VOXEL_MODELS:
+        options.setdefault("resolution", config.get("voxel_resolution", 32))
+    return build_model(config["model"], len(names), sum(b - a for a, b in ranges), config["width"], **options)
 
 
 def _part_counts(dataset: ProceduralShapes) -> List[int]:
@@ -205,8 +230,17 @@ def _part_counts(dataset: ProceduralShapes) -> List[int]:
     return [b - a for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+def _classifier_input(net, batch, device=None):
+    """Run a classifier on a padded batch: occupancy grids, or points with their lengths."""
+    if "voxels" in batch:
+        return net(batch["voxels"] if device is None else batch["voxels"].to(device))
+    if device is None:
+        return net(batch["points"], batch["lengths"])
+    return net(batch["points"].to(device), batch["lengths"].to(device))
+
+
 def _forward_classify(net, batch):
-    return net(batch["points"], batch["lengths"]), batch["label"]
+    return _classifier_input(net, batch), batch["label"]
 
 
 def _forward_segment(net, batch):
@@ -232,8 +266,12 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
           shapes_per_category: int = 200, seed: int = 0, width: float = 1.0, workers: int = 0,
           modelnet: str = "10", categories: Optional[Sequence[str]] = None, device: Optional[str] = None,
           resume: bool = False, progress: bool = True, threads: Optional[int] = None,
-          model_options: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+          model_options: Optional[Dict[str, object]] = None, voxel_resolution: int = 32) -> Dict[str, object]:
     """Train ``model`` and write the run folder ``out`` (default ``runs/<model>``); return the test metrics.
+
+    Point models see ``num_points`` surface samples; the voxel models (``VOXEL_MODELS``) see solid
+    occupancy grids of ``voxel_resolution``^3 over each shape's bounding cube (ModelNet's point
+    files give the grids of their points), voxelised after the augmentation.
 
     ``model_options`` go to the model's constructor (e.g. ``{"npoints": [128, 32]}`` for PointNet++)
     and are saved with the run. ``threads`` sets torch's CPU threads for the run (default: leave torch's setting). On small
@@ -247,7 +285,7 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
     if model in SEGMENTERS and data != "procedural":
         raise ValueError(f"{model} trains on the procedural part labels: data must be 'procedural', got {data!r}")
     for value, name in ((epochs, "epochs"), (batch_size, "batch_size"), (num_points, "num_points"),
-                        (shapes_per_category, "shapes_per_category")):
+                        (shapes_per_category, "shapes_per_category"), (voxel_resolution, "voxel_resolution")):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if threads is not None:
@@ -262,6 +300,7 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
               "shapes_per_category": shapes_per_category, "seed": seed, "width": width, "modelnet": modelnet,
               "categories": None if categories is None else list(categories),
               "model_options": dict(model_options or {}),
+              **({"voxel_resolution": voxel_resolution} if model in VOXEL_MODELS else {}),
               "device": device or ("cuda" if torch.cuda.is_available() else "cpu")}
     config_path = out / "config.json"
     if resume:
@@ -275,7 +314,7 @@ def train(model: str, data: str = "procedural", root: Optional[PathLike] = None,
     with atomic_write(config_path, "w") as f:
         json.dump(config, f, indent=1)
     train_set, val_set, test_set, names, ranges = _datasets({**config, "progress": progress})
-    net = build_model(model, len(names), sum(b - a for a, b in ranges), width, **config["model_options"])
+    net = _build_from_config(config, names, ranges)
     trainer = _trainer(net, config, out, ranges, progress)
     collate = GeometryCollate("padded")
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
@@ -305,8 +344,7 @@ def _test(trainer: Trainer, test_set, names, ranges, config, out: Path, batch_si
     model = trainer.model.eval()
     with torch.no_grad():
         for batch in loader:
-            logits = _logits_and_penalty(model(batch["points"].to(trainer.device),
-                                               batch["lengths"].to(trainer.device)))[0]
+            logits = _logits_and_penalty(_classifier_input(model, batch, trainer.device))[0]
             predicted.append(logits.argmax(-1).cpu())
             truth.append(batch["label"])
     predicted, truth = torch.cat(predicted), torch.cat(truth)
@@ -332,8 +370,7 @@ def evaluate(checkpoint: PathLike, progress: bool = True) -> Dict[str, object]:
         raise FileNotFoundError(f"{config_path} not found: {checkpoint} is not in a `geo4g train` run folder")
     config = json.loads(config_path.read_text())
     _, _, test_set, names, ranges = _datasets({**config, "progress": progress})
-    net = build_model(config["model"], len(names), sum(b - a for a, b in ranges), config["width"],
-                      **config.get("model_options", {}))
+    net = _build_from_config(config, names, ranges)
     trainer = _trainer(net, config, checkpoint.parent, ranges, progress)
     state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
     trainer.model.load_state_dict(state["model"])

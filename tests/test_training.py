@@ -89,3 +89,16 @@ def test_model_options_reach_the_constructor_and_the_saved_run(tmp_path, shapes_
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model_options"] == {"npoints": [16, 8]}
     assert "accuracy" in json.dumps(evaluate(tmp_path / "run" / "last.pt", progress=False))
+
+
+def test_voxel_models_train_on_grids_of_the_asked_resolution(tmp_path, shapes_root):
+    common = dict(root=shapes_root, out=tmp_path / "run", batch_size=8, shapes_per_category=10, width=0.25,
+                  categories=["mug", "table", "car"], progress=False)
+    metrics = train("voxnet", epochs=1, voxel_resolution=16, **common)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["voxel_resolution"] == 16
+    with pytest.raises(ValueError, match="voxel_resolution must be a positive int"):
+        train("voxnet", epochs=1, voxel_resolution=0, **common)
+    with pytest.raises(ValueError, match="settings differ"):
+        train("voxnet", epochs=2, resume=True, voxel_resolution=24, **common)
