@@ -7,6 +7,10 @@ Grids are ``(B, R0, R1, R2)`` tensors indexed ``[b, x, y, z]``; ``bounds`` are `
 """
 from .classifiers import ShapeNets3D, VoxNet, as_voxel_input
 from .completion import CompletionNet, Visibility, random_viewpoints, visibility, visible_voxels
+from .dmc import (DMC_LOSS_WEIGHTS, TOPOLOGY_SETS, DeepMarchingCubes, DifferentiableMarchingCubes, DMCEncoder, DMCLoss,
+                  DMCOutput, DMCTopology, curvature_loss, dmc_loss, edge_vertices, expected_point_to_mesh_loss,
+                  extract_mesh, point_triangle_distance, shell_occupancy_loss, smoothness_loss, topology_cases,
+                  topology_probabilities)
 from .generative import (GANLosses, GANStep, UpBlock, VAELoss, VAEOutput, VoxelAutoEncoder, VoxelDecoder,
                          VoxelDiscriminator, VoxelEncoder, VoxelGenerator, VoxelVAE, gan_losses, gan_train_step,
                          kl_divergence, occupancy_loss, vae_loss)
@@ -33,4 +37,9 @@ __all__ = [
     # octrees
     "MAX_DEPTH", "Octree", "find_neighbors", "morton_decode", "morton_encode",
     "OCNNClassifier", "OCNNOutput", "OctreeConv", "OctreePool", "octree_conv",
+    # Deep Marching Cubes
+    "DMC_LOSS_WEIGHTS", "TOPOLOGY_SETS", "DeepMarchingCubes", "DifferentiableMarchingCubes", "DMCEncoder", "DMCLoss",
+    "DMCOutput", "DMCTopology", "curvature_loss", "dmc_loss", "edge_vertices", "expected_point_to_mesh_loss",
+    "extract_mesh", "point_triangle_distance", "shell_occupancy_loss", "smoothness_loss", "topology_cases",
+    "topology_probabilities",
 ]
