@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import write_results  # noqa: E402
 
+from geo4g._threads import available_cpus  # noqa: E402
 from geo4g.parametric.primitives import icosphere  # noqa: E402
 from geo4g.parametric.programs import CATEGORIES, get_program  # noqa: E402
 from geo4g.structures import Meshes  # noqa: E402
-from geo4g.voxels._kernels.voxelize_numba import workers  # noqa: E402
 from geo4g.voxels.voxelize import voxelize_mesh  # noqa: E402
 
 LO, HI = -0.5, 0.5
@@ -209,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "voxelize", f"Mesh voxelisation at {R}^3: geo4g.voxels.voxelize_mesh against Open3D and trimesh (median ms)",
         rows, COLUMNS, command,
         notes=f"Ratios are peer time / geo4g time: above 1, geo4g is faster. Median of {args.rounds} interleaved "
-              f"rounds ('geo4g torch' and trimesh, the slow ones, apart in {max(3, args.rounds // 3)}). geo4g: method 'auto' (numba kernels on {workers()} threads, all the CPUs of this machine; "
+              f"rounds ('geo4g torch' and trimesh, the slow ones, apart in {max(3, args.rounds // 3)}). geo4g: method 'auto' (numba kernels on {available_cpus()} threads, all the CPUs of this machine; "
               "torch on 1 thread); 'geo4g torch' is the blocked torch path (the CUDA path's algorithm) on the same "
               "CPU. Peers are timed per shape with their mesh objects prebuilt. Open3D gets the same bounds and "
               "voxel size; trimesh the same pitch, its mesh shifted by half a pitch so that its voxels are "

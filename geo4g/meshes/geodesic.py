@@ -23,6 +23,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
+from geo4g._threads import run_chunks
 from geo4g.structures.checks import check_tensor, describe
 
 from .laplacian_matrices import _mesh_input, _sparse, mass_matrix, stiffness_matrix
@@ -407,11 +408,11 @@ def _patches_numba(kernels, verts, normals, frames, indptr, indices, weights, li
     n = verts.shape[0]
     counts = np.zeros(n, dtype=np.int64)
     args = (verts, normals, frames, indptr, indices, weights, float(limit), int(max_count))
-    kernels.run_slices(kernels.count_patches, n, *args, counts)
+    run_chunks(kernels.count_patches, n, kernels.MIN_SLICE, *args, counts)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
     out_v, out_d, out_u = np.empty(total, dtype=np.int64), np.empty(total), np.empty((total, 2))
-    kernels.run_slices(kernels.fill_patches, n, *args, offsets, out_v, out_d, out_u)
+    run_chunks(kernels.fill_patches, n, kernels.MIN_SLICE, *args, offsets, out_v, out_d, out_u)
     return np.repeat(np.arange(n, dtype=np.int64), counts), out_v, out_d, out_u
 
 

@@ -38,6 +38,7 @@ from typing import Tuple
 
 import torch
 
+from geo4g._threads import run_chunks
 from geo4g.structures import Meshes, Pointclouds
 from geo4g.structures.checks import check_faces, check_finite, check_tensor, describe
 
@@ -474,14 +475,13 @@ def _local_triangles(points: torch.Tensor, n_neighbors: int, backend: str = "aut
     if backend != "reference":
         try:
             kernels = importlib.import_module("geo4g.meshes._kernels.star_numba")
-            runner = importlib.import_module("geo4g.meshes._kernels.polar_numba").run_slices
         except ImportError:
             if backend == "numba":
                 raise ImportError("backend='numba' needs numba: pip install numba") from None
     if kernels is not None:
         pairs = np.zeros((n, k + 1, 2), dtype=np.int64)
         counts = np.zeros(n, dtype=np.int64)
-        runner(kernels.delaunay_stars, n, flat, pairs, counts)
+        run_chunks(kernels.delaunay_stars, n, kernels.MIN_SLICE, flat, pairs, counts)
         owner = np.repeat(np.arange(n), counts)
         keep = np.arange(k + 1)[None, :] < counts[:, None]
         local = pairs[keep]

@@ -27,19 +27,16 @@ gradients in torch on other devices.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-from collections import OrderedDict
-from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional, Union
 
 import torch
 
-from geo4g._atomic import atomic_write
 from geo4g.structures import Meshes, Pointclouds
 from geo4g.structures.checks import check_finite, check_tensor, describe
 
+from ._cache import ResultCache, cache_key
 from .laplacian_matrices import _mesh_input, mass_matrix, robust_laplacian, sparse_to_scipy, stiffness_matrix, to_csr
 
 __all__ = [
@@ -69,7 +66,7 @@ CG_TOLERANCE = 1e-10
 #: SciPy's default ordering).
 ND_LEAF_SIZE = 64
 
-_CACHE: "OrderedDict[str, tuple]" = OrderedDict()
+_CACHE = ResultCache("eigenpairs", ("evals", "evecs"), size=lambda: CACHE_SIZE)
 
 
 class Eigenpairs(NamedTuple):
@@ -149,15 +146,6 @@ def _operators(verts, faces, laplacian: str, mass: str):
             raise ValueError(f"laplacian='robust' comes with its own lumped mass; mass must be 'lumped', got {mass!r}")
         return robust_laplacian(verts, faces)
     return stiffness_matrix(verts, faces, kind=laplacian), mass_matrix(verts, faces, kind=mass)
-
-
-def _cache_key(verts: torch.Tensor, faces: Optional[torch.Tensor], options: tuple) -> str:
-    h = hashlib.sha256()
-    h.update(verts.detach().cpu().double().contiguous().numpy().tobytes())
-    if faces is not None:
-        h.update(faces.detach().cpu().long().contiguous().numpy().tobytes())
-    h.update(repr((tuple(verts.shape), None if faces is None else tuple(faces.shape), options)).encode())
-    return h.hexdigest()
 
 
 def clear_eigenpairs_cache() -> None:
@@ -270,54 +258,18 @@ def laplacian_eigenpairs(verts, faces=None, k: int = 64, laplacian: str = "cot",
     chosen = _choose_method(n, k, verts.device) if method == "auto" else method
     if chosen == "eigsh" and k >= n - 1:
         raise ValueError(f"method='eigsh' needs k < V - 1 = {n - 1} (ARPACK), got k={k}; use method='dense'")
-    key = _cache_key(verts, faces, (k, laplacian, mass, float(sigma), chosen)) if cache else None
-    found = _cache_get(key, cache_dir)
+    key = cache_key(verts, faces, (k, laplacian, mass, float(sigma), chosen)) if cache else None
+    found = _CACHE.get(key, cache_dir) if key is not None else None
     if found is None:
         L, M = _operators(verts.detach().double(), faces, laplacian, mass)
         if chosen == "dense":
             evals, evecs = _dense_eigenpairs(L, M, k)
         else:
             evals, evecs = _eigsh_eigenpairs(L, M, k, sigma, verts.detach().cpu().double().numpy())
-        found = (evals.cpu(), _sign_fix(evecs).cpu())
+        found = {"evals": evals.cpu(), "evecs": _sign_fix(evecs).cpu()}
         if key is not None:
-            _cache_put(key, found, cache_dir)
-    evals, evecs = found
-    return Eigenpairs(evals.to(verts.device, verts.dtype), evecs.to(verts.device, verts.dtype))
-
-
-def _cache_get(key: Optional[str], cache_dir) -> Optional[tuple]:
-    if key is None:
-        return None
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{key}.pt"
-        if path.is_file():
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:
-                raise ValueError(f"cannot read eigenpairs cache file {path}: {err}") from err
-            found = (data["evals"], data["evecs"])
-            _remember(key, found)
-            return found
-    return None
-
-
-def _remember(key: str, value: tuple) -> None:
-    _CACHE[key] = value
-    _CACHE.move_to_end(key)
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-
-
-def _cache_put(key: str, value: tuple, cache_dir) -> None:
-    _remember(key, value)
-    if cache_dir is not None:
-        folder = Path(cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / f"{key}.pt") as f:
-            torch.save({"evals": value[0], "evecs": value[1]}, f)
+            _CACHE.put(key, found, cache_dir)
+    return Eigenpairs(found["evals"].to(verts.device, verts.dtype), found["evecs"].to(verts.device, verts.dtype))
 
 
 # --------------------------------------------------------------------------- descriptors

@@ -33,19 +33,16 @@ per-face labels into per-vertex ones.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-from collections import OrderedDict
-from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
-from geo4g._atomic import atomic_write
 from geo4g.structures import Meshes
 from geo4g.structures.checks import check_faces, check_finite, check_tensor, describe
 
+from ._cache import ResultCache, cache_key
 from .geodesic import face_gradient
 from .laplacian_matrices import _mesh_input, mass_matrix, robust_laplacian, stiffness_matrix
 from .spectral import heat_kernel_signature, laplacian_eigenpairs
@@ -75,11 +72,10 @@ FLIP_MAX_ANGLE_DEG = 1.0
 #: Rounds of simultaneous flips after each subdivision round.
 FLIP_MAX_ROUNDS = 100
 
-_CACHE: "OrderedDict[str, dict]" = OrderedDict()
 
-
-def _sparse_to(matrix: torch.Tensor, device, dtype) -> torch.Tensor:
-    return matrix.to(device=device, dtype=dtype) if dtype is not None else matrix.to(device=device)
+def _moved(tensors, device, dtype: Optional[torch.dtype]) -> list:
+    """``tensors`` on ``device``, in ``dtype`` when one is given."""
+    return [t.to(device=device, dtype=dtype) if dtype is not None else t.to(device) for t in tensors]
 
 
 class SurfaceOperators(NamedTuple):
@@ -113,8 +109,7 @@ class SurfaceOperators(NamedTuple):
     def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "SurfaceOperators":
         """The operators on ``device`` (default: where they are) in float ``dtype`` (default: kept)."""
         device = self.evals.device if device is None else device
-        return SurfaceOperators(*(t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
-                                  for t in self))
+        return SurfaceOperators(*_moved(self, device, dtype))
 
 
 class SurfaceBatch(NamedTuple):
@@ -155,8 +150,7 @@ class SurfaceBatch(NamedTuple):
     def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "SurfaceBatch":
         """The batch on ``device`` in float ``dtype`` (``lengths`` stays long)."""
         device = self.evals.device if device is None else device
-        moved = [t.to(device=device, dtype=dtype) if dtype is not None else t.to(device) for t in self[:-1]]
-        return SurfaceBatch(*moved, self.lengths.to(device))
+        return SurfaceBatch(*_moved(self[:-1], device, dtype), self.lengths.to(device))
 
 
 # --------------------------------------------------------------------------- computation
@@ -224,43 +218,12 @@ def vertex_gradient_operators(verts: torch.Tensor, faces: torch.Tensor, frames: 
     return grad_x, grad_y
 
 
-def _cache_key(verts: torch.Tensor, faces: torch.Tensor, options: tuple) -> str:
-    h = hashlib.sha256()
-    h.update(verts.detach().cpu().double().contiguous().numpy().tobytes())
-    h.update(faces.detach().cpu().long().contiguous().numpy().tobytes())
-    h.update(repr((tuple(verts.shape), tuple(faces.shape), options, _CACHE_VERSION)).encode())
-    return h.hexdigest()
+_CACHE = ResultCache("surface operators", SurfaceOperators._fields, size=lambda: CACHE_SIZE)
 
 
 def clear_operators_cache() -> None:
     """Empty the in-memory cache of :func:`surface_operators` (files in a ``cache_dir`` are kept)."""
     _CACHE.clear()
-
-
-def _remember(key: str, value: dict) -> None:
-    _CACHE[key] = value
-    _CACHE.move_to_end(key)
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-
-
-def _cache_get(key: str, cache_dir) -> Optional[dict]:
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"{key}.pt"
-        if path.is_file():
-            try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
-                missing = [f for f in SurfaceOperators._fields if f not in data]
-                if missing:
-                    raise KeyError(f"missing entries {missing}")
-            except Exception as err:
-                raise ValueError(f"cannot read surface operators cache file {path}: {err}") from err
-            _remember(key, data)
-            return data
-    return None
 
 
 def _compute(verts: torch.Tensor, faces: torch.Tensor, k: int, laplacian: str, method: str) -> dict:
@@ -318,19 +281,12 @@ def surface_operators(verts, faces=None, k: int = 128, laplacian: str = "cot", m
     if not 1 <= k <= n:
         raise ValueError(f"k must lie in [1, V] = [1, {n}] for a mesh of {n} vertices, got k={k}; "
                          f"use a smaller k or a finer mesh (see subdivide_long_edges)")
-    key = _cache_key(verts, faces, (k, laplacian, method)) if cache or cache_dir is not None else None
-    data = _cache_get(key, cache_dir) if key is not None else None
+    key = cache_key(verts, faces, (k, laplacian, method), _CACHE_VERSION) if cache or cache_dir is not None else None
+    data = _CACHE.get(key, cache_dir, memory=cache) if key is not None else None
     if data is None:
         data = _compute(verts, faces, k, laplacian, method)
         if key is not None:
-            _remember(key, data)
-            if cache_dir is not None:
-                folder = Path(cache_dir)
-                folder.mkdir(parents=True, exist_ok=True)
-                with atomic_write(folder / f"{key}.pt") as fh:
-                    torch.save(data, fh)
-        if not cache and key is not None:
-            _CACHE.pop(key, None)
+            _CACHE.put(key, data, cache_dir, memory=cache)
     return SurfaceOperators(**{name: data[name] for name in SurfaceOperators._fields}).to(verts.device, verts.dtype)
 
 

@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from geo4g._threads import single_thread
+from geo4g._threads import run_chunks, single_thread
 
 from ._inputs import check_count, check_radius
 from .knn import (KNN, _pair_distance, block_size, check_inputs, cpu_method, knn_gather,
@@ -172,8 +172,8 @@ def _ball_grid(p1, p2, lengths1, lengths2, K: int, radius: float, r2: torch.Tens
     queue = knn_numba.query_order(x, l1, l2, grid)
     idx = np.full((x.shape[0], x.shape[1], K), -1, dtype=np.int64)
     dists = np.zeros((x.shape[0], x.shape[1], K), dtype=x.dtype)
-    knn_numba.run_chunks(kernels.ball_query, queue.shape[0], x, l2, grid, K, r2.numpy()[()], radius, queue, idx,
-                         dists)
+    run_chunks(kernels.ball_query, queue.shape[0], knn_numba.MIN_CHUNK, x, l2, grid, K, r2.numpy()[()], radius,
+               queue, idx, dists)
     return torch.from_numpy(idx), torch.from_numpy(dists)
 
 

@@ -31,7 +31,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from geo4g._threads import single_thread
+from geo4g._threads import run_chunks, single_thread
 from geo4g.structures.checks import check_lengths, check_tensor
 
 from ._inputs import check_count, check_pair
@@ -298,7 +298,7 @@ def _knn_grid(p1, p2, lengths1, lengths2, norm: int, K: int):
     queue = kernels.query_order(x, l1, l2, grid)
     idx = np.zeros((x.shape[0], x.shape[1], K), dtype=np.int64)
     dists = np.zeros((x.shape[0], x.shape[1], K), dtype=x.dtype)
-    kernels.run_chunks(kernels.knn_query, queue.shape[0], x, l1, l2, grid, K, norm, queue, idx, dists)
+    run_chunks(kernels.knn_query, queue.shape[0], kernels.MIN_CHUNK, x, l1, l2, grid, K, norm, queue, idx, dists)
     return torch.from_numpy(idx), torch.from_numpy(dists)
 
 

@@ -114,7 +114,24 @@ def reset_children(module: nn.Module) -> None:
             m.reset_parameters()
 
 
-class VoxNet(nn.Module):
+class _GridClassifier(nn.Module):
+    """A classifier of occupancy grids: ``features`` (3-D convolutions), flattened, then ``classifier``.
+    Subclasses build both and set ``num_classes``, ``in_channels``, ``resolution``, ``width``,
+    ``dropout`` and ``norm``."""
+
+    def reset_parameters(self) -> None:
+        reset_children(self)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        x = as_voxel_input(grid, "grid", self.resolution, self.in_channels, model_dtype(self))
+        return self.classifier(self.features(x).flatten(1))
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, in_channels={self.in_channels}, resolution={self.resolution}, "
+                f"width={self.width}, dropout={self.dropout}, norm={self.norm!r}")
+
+
+class VoxNet(_GridClassifier):
     r"""VoxNet (Maturana & Scherer 2015, Sec. III-C).
 
     ``Conv(32, 5^3, stride 2) -> LeakyReLU(0.1) -> Dropout(0.2) -> Conv(32, 3^3) -> LeakyReLU(0.1)
@@ -173,19 +190,8 @@ class VoxNet(nn.Module):
                              f"got {dropout!r}")
         return tuple(check_probability(p, "dropout") for p in dropout)
 
-    def reset_parameters(self) -> None:
-        reset_children(self)
 
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        x = as_voxel_input(grid, "grid", self.resolution, self.in_channels, model_dtype(self))
-        return self.classifier(self.features(x).flatten(1))
-
-    def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, in_channels={self.in_channels}, resolution={self.resolution}, "
-                f"width={self.width}, dropout={self.dropout}, norm={self.norm!r}")
-
-
-class ShapeNets3D(nn.Module):
+class ShapeNets3D(_GridClassifier):
     r"""A discriminative 3D ShapeNets classifier (the network of Wu et al. 2015, Fig. 2).
 
     The paper trains a convolutional deep belief network generatively (and fine-tunes it);
@@ -226,14 +232,3 @@ class ShapeNets3D(nn.Module):
             nn.AdaptiveMaxPool3d(2),
         )
         self.classifier = MLP([c3 * 8, hidden, num_classes], dropout=self.dropout)
-
-    def reset_parameters(self) -> None:
-        reset_children(self)
-
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        x = as_voxel_input(grid, "grid", self.resolution, self.in_channels, model_dtype(self))
-        return self.classifier(self.features(x).flatten(1))
-
-    def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, in_channels={self.in_channels}, resolution={self.resolution}, "
-                f"width={self.width}, dropout={self.dropout}, norm={self.norm!r}")

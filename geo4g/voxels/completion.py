@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import nn
 
+from geo4g._threads import run_chunks
 from geo4g.nn.layers import ConvBlock
 from geo4g.structures.checks import check_finite, check_tensor, describe
 
@@ -186,21 +185,12 @@ def _seen(occupied: torch.Tensor, viewpoints: torch.Tensor, query: torch.Tensor,
 
 
 def _seen_numba(kernels, occupied: torch.Tensor, viewpoints: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """The compiled kernel over slices of the batch, one slice per CPU on a thread pool (it releases the GIL)."""
+    """The compiled kernel over slices of the batch on a thread pool (it releases the GIL)."""
     seen = torch.zeros_like(occupied)
     if occupied.numel() == 0:
         return seen
-    arrays = (occupied.contiguous().numpy(), query.contiguous().numpy(), viewpoints.contiguous().numpy(), seen.numpy())
-    B = occupied.shape[0]
-    threads = min(B, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    if threads == 1:
-        kernels.seen_voxels(*arrays)
-        return seen
-    bounds = [B * t // threads for t in range(threads + 1)]
-    with ThreadPoolExecutor(threads, thread_name_prefix="geo4g-voxels") as pool:
-        futures = [pool.submit(kernels.seen_voxels, *(a[lo:hi] for a in arrays)) for lo, hi in zip(bounds, bounds[1:])]
-        for future in futures:
-            future.result()
+    run_chunks(kernels.seen_voxels, occupied.shape[0], 1, occupied.contiguous().numpy(), query.contiguous().numpy(),
+               viewpoints.contiguous().numpy(), seen.numpy())
     return seen
 
 

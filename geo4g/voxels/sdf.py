@@ -36,10 +36,10 @@ from typing import List, Optional, Tuple
 import torch
 
 from geo4g._threads import single_thread
-from geo4g.structures.checks import check_faces, check_finite, check_tensor, describe
+from geo4g.structures.checks import check_finite, check_tensor, describe
 from geo4g.structures.meshes import Meshes
 
-from .voxelize import bounding_cubes
+from .voxelize import _check_bounds, _check_bytes, _resolution, _single_mesh, bounding_cubes
 
 __all__ = ["sdf_grid", "signed_distance"]
 
@@ -150,7 +150,7 @@ def sdf_grid(meshes: Meshes, resolution=32, bounds: Optional[torch.Tensor] = Non
         if bounds is None:
             frames = _margin_cubes(bounding_cubes(meshes).double(), dims)
         else:
-            frames = _check_bounds(bounds, B, device).double()
+            frames = _check_bounds(bounds, B, device, per="mesh").double()
         size = (frames[:, 1] - frames[:, 0]) / torch.tensor(dims, dtype=torch.float64, device=device)
     with _glue(device, kernels):
         grids = [_sdf_grid_one(verts, tri_faces, frames[b, 0], size[b], dims, kernels)
@@ -175,16 +175,7 @@ def _mesh_input(meshes, faces) -> Tuple[List[Tuple[torch.Tensor, torch.Tensor]],
             raise ValueError(f"faces must be None when meshes is a Meshes (its own faces are used), "
                              f"got {describe(faces)}")
         return list(zip(meshes.verts_list(), [f.long() for f in meshes.faces_list()])), False
-    if not isinstance(meshes, torch.Tensor):
-        raise TypeError(f"meshes must be a geo4g Meshes or the vertices (V, 3) of one mesh, got {describe(meshes)}")
-    verts = check_tensor(meshes, "verts", ndim=2, last_dim=3, kind="float", shape_hint="(V, 3)")
-    if faces is None:
-        raise TypeError("faces (F, 3) must be given with a single mesh's vertices (V, 3), got None")
-    check_faces(faces, "faces", verts.shape[0])
-    if faces.device != verts.device:
-        raise ValueError(f"faces must be on the device of verts ({verts.device}), got {faces.device}")
-    check_finite(verts.detach(), "verts")
-    return [(verts, faces.long())], True
+    return [_single_mesh(meshes, faces)], True
 
 
 def _check_like(points: torch.Tensor, mesh_list) -> None:
@@ -211,52 +202,11 @@ def _resolve_method(method: str, device: torch.device):
     return importlib.import_module("geo4g.voxels._kernels.sdf_numba")
 
 
-def _resolution(resolution) -> Tuple[int, int, int]:
-    values = (resolution,) * 3 if isinstance(resolution, int) and not isinstance(resolution, bool) else resolution
-    if isinstance(values, torch.Tensor):
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)) or len(values) != 3 or any(
-            isinstance(r, bool) or not isinstance(r, int) for r in values):
-        raise TypeError(f"resolution must be an int or three ints (R0, R1, R2), got {resolution!r}")
-    if min(values) < 1:
-        raise ValueError(f"resolution must be >= 1 along every axis, got {tuple(values)}")
-    return tuple(values)
-
-
 def _check_grid_bytes(B: int, dims, element_size: int, device: torch.device) -> None:
     voxels = dims[0] * dims[1] * dims[2]
     need = B * voxels * element_size + (voxels * WORK_BYTES_PER_VOXEL if B else 0)
-    shape = f"{B} x {dims[0]} x {dims[1]} x {dims[2]}"
-    if need > MAX_GRID_BYTES:
-        raise ValueError(f"a signed distance grid of {shape} values needs {need} bytes ({need / 2**30:.2f} GiB, "
-                         f"output and working arrays), "
-                         f"more than the limit MAX_GRID_BYTES = {MAX_GRID_BYTES}; lower the resolution or split "
-                         "the batch")
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-        if need > free:
-            raise ValueError(f"a signed distance grid of {shape} values needs {need} bytes "
-                             f"({need / 2**30:.2f} GiB, output and working arrays), more than the {free} bytes "
-                             f"free on {device}")
-
-
-def _check_bounds(bounds, B: int, device) -> torch.Tensor:
-    """``bounds`` as ``(B, 2, 3)``, checked."""
-    check_tensor(bounds, "bounds", ndim=(2, 3), kind="float", shape_hint="(2, 3) or (B, 2, 3)")
-    if tuple(bounds.shape[-2:]) != (2, 3):
-        raise ValueError(f"bounds must have shape (2, 3) or (B, 2, 3) = [[xmin, ymin, zmin], [xmax, ymax, zmax]], "
-                         f"got shape {tuple(bounds.shape)}")
-    if bounds.dim() == 3 and bounds.shape[0] != B:
-        raise ValueError(f"bounds must have one (2, 3) frame per mesh (B={B}) or a single (2, 3), "
-                         f"got shape {tuple(bounds.shape)}")
-    check_finite(bounds, "bounds")
-    flat = bounds.detach().to(device).reshape(-1, 2, 3)
-    bad = ~(flat[:, 1] > flat[:, 0])
-    if bool(bad.any()):
-        item, axis = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"bounds must have max > min along every axis, got min {flat[item, 0, axis].item()} and "
-                         f"max {flat[item, 1, axis].item()} along axis {axis} (item {item})")
-    return flat.expand(B, 2, 3)
+    _check_bytes(need, f"a signed distance grid of {B} x {dims[0]} x {dims[1]} x {dims[2]} values needs {need} bytes "
+                       f"({need / 2**30:.2f} GiB, output and working arrays)", MAX_GRID_BYTES, device)
 
 
 def _margin_cubes(cubes: torch.Tensor, dims) -> torch.Tensor:

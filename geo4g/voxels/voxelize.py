@@ -36,7 +36,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
-from geo4g._threads import single_thread
+from geo4g._threads import run_chunks, single_thread
 from geo4g.structures.checks import check_faces, check_finite, check_lengths, check_tensor, describe
 from geo4g.structures.meshes import Meshes
 from geo4g.structures.pointclouds import Pointclouds
@@ -384,15 +384,20 @@ def _resolution(resolution) -> Tuple[int, int, int]:
 
 def _check_grid_bytes(B: int, dims: Tuple[int, int, int], device: torch.device) -> None:
     need = B * dims[0] * dims[1] * dims[2]
-    if need > MAX_GRID_BYTES:
-        raise ValueError(f"a grid of {B} x {dims[0]} x {dims[1]} x {dims[2]} voxels needs {need} bytes "
-                         f"({need / 2**30:.1f} GiB), more than the limit MAX_GRID_BYTES = {MAX_GRID_BYTES}; "
-                         "lower the resolution or split the batch")
+    _check_bytes(need, f"a grid of {B} x {dims[0]} x {dims[1]} x {dims[2]} voxels needs {need} bytes "
+                       f"({need / 2**30:.1f} GiB)", MAX_GRID_BYTES, device)
+
+
+def _check_bytes(need: int, what_needs: str, limit: int, device: torch.device) -> None:
+    """``ValueError`` starting with ``what_needs`` when ``need`` bytes are more than ``limit`` (the
+    module's ``MAX_GRID_BYTES``) or, on CUDA, more than the free memory."""
+    if need > limit:
+        raise ValueError(f"{what_needs}, more than the limit MAX_GRID_BYTES = {limit}; lower the resolution or "
+                         "split the batch")
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
         if need > free:
-            raise ValueError(f"a grid of {B} x {dims[0]} x {dims[1]} x {dims[2]} voxels needs {need} bytes "
-                             f"({need / 2**30:.1f} GiB), more than the {free} bytes free on {device}")
+            raise ValueError(f"{what_needs}, more than the {free} bytes free on {device}")
 
 
 def _mesh_batch(meshes, faces):
@@ -405,18 +410,25 @@ def _mesh_batch(meshes, faces):
         device = verts.device
         return (verts, meshes.faces_packed().to(device), meshes.faces_packed_to_mesh_idx().to(device),
                 meshes.verts_packed_to_mesh_idx().to(device), len(meshes), False)
-    if not isinstance(meshes, torch.Tensor):
-        raise TypeError(f"meshes must be a geo4g Meshes or the vertices (V, 3) of one mesh, got {describe(meshes)}")
-    verts = check_tensor(meshes, "verts", ndim=2, last_dim=3, kind="float", shape_hint="(V, 3)").detach()
+    verts, faces = _single_mesh(meshes, faces)
+    verts = verts.detach()
+    zeros = torch.zeros
+    return (verts, faces, zeros(faces.shape[0], dtype=torch.long, device=verts.device),
+            zeros(verts.shape[0], dtype=torch.long, device=verts.device), 1, True)
+
+
+def _single_mesh(verts, faces) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One mesh given as tensors, checked: ``(verts (V, 3), faces (F, 3) long)`` (``verts`` as given)."""
+    if not isinstance(verts, torch.Tensor):
+        raise TypeError(f"meshes must be a geo4g Meshes or the vertices (V, 3) of one mesh, got {describe(verts)}")
+    check_tensor(verts, "verts", ndim=2, last_dim=3, kind="float", shape_hint="(V, 3)")
     if faces is None:
         raise TypeError("faces (F, 3) must be given with a single mesh's vertices (V, 3), got None")
     check_faces(faces, "faces", verts.shape[0])
     if faces.device != verts.device:
         raise ValueError(f"faces must be on the device of verts ({verts.device}), got {faces.device}")
-    check_finite(verts, "verts")
-    zeros = torch.zeros
-    return (verts, faces.long(), zeros(faces.shape[0], dtype=torch.long, device=verts.device),
-            zeros(verts.shape[0], dtype=torch.long, device=verts.device), 1, True)
+    check_finite(verts.detach(), "verts")
+    return verts, faces.long()
 
 
 def _cloud_batch(points, lengths):
@@ -453,14 +465,15 @@ def _unit_cube(dtype, device) -> torch.Tensor:
     return torch.tensor([[-0.5] * 3, [0.5] * 3], dtype=dtype, device=device)
 
 
-def _check_bounds(bounds, B: int, device) -> torch.Tensor:
-    """``bounds`` as ``(B, 2, 3)`` on ``device`` (its own dtype), checked."""
+def _check_bounds(bounds, B: int, device, per: str = "item") -> torch.Tensor:
+    """``bounds`` as ``(B, 2, 3)`` on ``device`` (its own dtype), checked; ``per`` names what the batch
+    holds in the messages ("one (2, 3) frame per item")."""
     check_tensor(bounds, "bounds", ndim=(2, 3), kind="float", shape_hint="(2, 3) or (B, 2, 3)")
     if tuple(bounds.shape[-2:]) != (2, 3):
         raise ValueError(f"bounds must have shape (2, 3) or (B, 2, 3) = [[xmin, ymin, zmin], [xmax, ymax, zmax]], "
                          f"got shape {tuple(bounds.shape)}")
     if bounds.dim() == 3 and bounds.shape[0] != B:
-        raise ValueError(f"bounds must have one (2, 3) frame per item (B={B}) or a single (2, 3), "
+        raise ValueError(f"bounds must have one (2, 3) frame per {per} (B={B}) or a single (2, 3), "
                          f"got shape {tuple(bounds.shape)}")
     check_finite(bounds, "bounds")
     bounds = bounds.detach().to(device) if device is not None else bounds.detach()
@@ -546,10 +559,10 @@ def _voxelize(verts, faces, face_mesh, face_start, B, dims, mode, winding, metho
         out, v, f = grid.numpy(), verts.numpy(), faces.contiguous().numpy()
         shape = np.array(dims, dtype=np.int64)
         if mode != "inside":
-            kernels.run_chunks(kernels.surface_voxels, f.shape[0], kernels.MIN_CHUNK_TRIANGLES, v, f,
-                               face_mesh.numpy(), shape, out.reshape(-1))
+            run_chunks(kernels.surface_voxels, f.shape[0], kernels.MIN_CHUNK_TRIANGLES, v, f, face_mesh.numpy(),
+                       shape, out.reshape(-1))
         if mode != "surface":
-            kernels.run_chunks(kernels.inside_voxels, B, 1, v, f, face_start.numpy(), shape, winding, out)
+            run_chunks(kernels.inside_voxels, B, 1, v, f, face_start.numpy(), shape, winding, out)
         return grid.view(torch.bool).view(B, *dims)
     grid = torch.zeros(B * G, dtype=torch.bool, device=device)
     tri = verts[faces]

@@ -3,6 +3,7 @@ import importlib.util
 import pytest
 import torch
 
+from geo4g import _threads
 from geo4g.losses import voxel_iou
 from geo4g.voxels import completion
 from geo4g.voxels.completion import CompletionNet, Visibility, random_viewpoints, visibility, visible_voxels
@@ -63,7 +64,7 @@ def test_methods_agree_on_a_solid_shape_from_many_views():
 @pytest.mark.skipif("numba" not in METHODS, reason="needs numba")
 @pytest.mark.parametrize("cpus", [1, 3])
 def test_numba_path_shares_the_batch_over_threads(monkeypatch, cpus):
-    monkeypatch.setattr(completion.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     g = torch.Generator().manual_seed(5)
     grid = torch.rand(5, 7, 7, 7, generator=g) < 0.3
     viewpoints = random_viewpoints(2, radius=12.0, center=(3.5, 3.5, 3.5), generator=g)

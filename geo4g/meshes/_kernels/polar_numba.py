@@ -8,12 +8,10 @@ Dijkstra parent (the discrete exponential map). The arithmetic follows the refer
 
 Threads: the kernel releases the GIL and handles a slice of the centres with its own distance and
 heap buffers (reset only where touched, so a slice costs its patches, not ``V`` per centre);
-:func:`run_slices` hands slices to a pool of Python threads.
+:func:`geo4g._threads.run_chunks` hands slices of at least :data:`MIN_SLICE` centres to a pool of
+Python threads.
 """
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -140,14 +138,17 @@ def _patch(centre, verts, normals, frames, indptr, indices, weights, limit, max_
 
 
 @njit(cache=True, nogil=True)
+def _search_buffers(n, num_edges):
+    """One slice's Dijkstra state over ``n`` vertices: ``dist`` (``inf``: not reached), ``parent``, ``u``
+    (unfolded positions), ``touched`` (the vertices to reset) and the heap's ``keys`` and ``items``
+    (a push per directed edge at most, plus the centre)."""
+    return (np.full(n, np.inf), np.full(n, -1, dtype=np.int64), np.zeros((n, 2)), np.empty(n, dtype=np.int64),
+            np.empty(num_edges + 1), np.empty(num_edges + 1, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
 def count_patches(verts, normals, frames, indptr, indices, weights, limit, max_count, counts, t0, t1):
-    n = verts.shape[0]
-    dist = np.full(n, np.inf)
-    parent = np.full(n, -1, dtype=np.int64)
-    u = np.zeros((n, 2))
-    touched = np.empty(n, dtype=np.int64)
-    keys = np.empty(indices.shape[0] + 1)
-    items = np.empty(indices.shape[0] + 1, dtype=np.int64)
+    dist, parent, u, touched, keys, items = _search_buffers(verts.shape[0], indices.shape[0])
     dummy_i = np.empty(0, dtype=np.int64)
     dummy_d = np.empty(0)
     dummy_u = np.empty((0, 2))
@@ -159,25 +160,8 @@ def count_patches(verts, normals, frames, indptr, indices, weights, limit, max_c
 @njit(cache=True, nogil=True)
 def fill_patches(verts, normals, frames, indptr, indices, weights, limit, max_count, offsets,
                  out_vertex, out_dist, out_u, t0, t1):
-    n = verts.shape[0]
-    dist = np.full(n, np.inf)
-    parent = np.full(n, -1, dtype=np.int64)
-    u = np.zeros((n, 2))
-    touched = np.empty(n, dtype=np.int64)
-    keys = np.empty(indices.shape[0] + 1)
-    items = np.empty(indices.shape[0] + 1, dtype=np.int64)
+    dist, parent, u, touched, keys, items = _search_buffers(verts.shape[0], indices.shape[0])
     for c in range(t0, t1):
         a = offsets[c]
         _patch(c, verts, normals, frames, indptr, indices, weights, limit, max_count, dist, parent, u, touched,
                keys, items, out_vertex[a:], out_dist[a:], out_u[a:], True)
-
-
-def run_slices(kernel, n: int, *args) -> None:
-    """``kernel(*args, t0, t1)`` over ``[0, n)`` in slices on a thread pool (inline when small)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cpus == 1 or n < 2 * MIN_SLICE:
-        kernel(*args, 0, n)
-        return
-    step = max(MIN_SLICE, -(-n // (4 * cpus)))
-    with ThreadPoolExecutor(cpus) as pool:
-        list(pool.map(lambda t0: kernel(*args, t0, min(n, t0 + step)), range(0, n, step)))

@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: Fewest points worth handing to another thread.
+MIN_SLICE = 256
+
 
 @njit(cache=True, nogil=True)
 def _turn(wx, wy, o, a, b):

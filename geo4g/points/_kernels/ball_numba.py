@@ -1,7 +1,7 @@
 """Compiled (numba) uniform-grid ball query on the CPU; no public names.
 
 Imported lazily by :mod:`geo4g.points.ball_query` (``numba`` is optional). Uses the grid, query
-order and thread runner of :mod:`geo4g.points._kernels.knn_numba`, with cells of a size fixed
+order and thread slices of :mod:`geo4g.points._kernels.knn_numba`, with cells of a size fixed
 from the radius.
 
 Each query point scans the cells its ball can reach (per axis, the cells overlapping

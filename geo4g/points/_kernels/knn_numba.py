@@ -1,8 +1,7 @@
 """Compiled (numba) uniform-grid neighbour search on the CPU: k nearest neighbours; no public names.
 
 Imported lazily by :mod:`geo4g.points.knn` (``numba`` is optional: ``pip install geo4g[numba]``).
-The grid, the query order and the thread runner here are shared with
-:mod:`geo4g.points._kernels.ball_numba`.
+The grid and the query order here are shared with :mod:`geo4g.points._kernels.ball_numba`.
 
 Grid: per cloud, the valid points are bucketed into a uniform grid over their bounding box in
 the first ``min(D, 3)`` coordinates (a distance bound in those coordinates bounds the full
@@ -18,18 +17,16 @@ rounding can only make the search visit more, never drop a neighbour. Distances 
 the torch reference (coordinate differences in the input dtype, summed over ``D`` in order), so
 both rank pairs identically.
 
-Threads: the kernels release the GIL and work on a slice of the query list; ``run_chunks`` hands
-slices to a pool of Python threads (one per CPU; a new pool after a fork), a few slices per
-thread so that a core busy with another process does not hold the others up (a first version
-on numba's ``prange``, static split and OpenMP barrier, ran slower on two threads than on one on
-a loaded 2-core machine; this one measured 1.9x faster on two). Queries are ordered by cell, so
+Threads: the kernels release the GIL and work on a slice of the query list;
+:func:`geo4g._threads.run_chunks` hands slices of at least :data:`MIN_CHUNK` queries to a pool of
+Python threads (one per CPU; a new pool after a fork), a few slices per thread so that a core
+busy with another process does not hold the others up (a first version on numba's ``prange``,
+static split and OpenMP barrier, ran slower on two threads than on one on a loaded 2-core
+machine; this one measured 1.9x faster on two). Queries are ordered by cell, so
 the points a slice reads stay in cache, and each query keeps its list in a per-slice buffer,
 copied out at the end (rows updated in place by two threads can share cache lines).
 """
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -41,35 +38,11 @@ MIN_CHUNK = 512
 #: A grid has at most this many cells per point (memory bound for very uneven clouds).
 CELLS_PER_POINT = 4
 
-_POOL = None
-_POOL_PID = None
-
 
 def knn_occupancy(K: int) -> float:
     """Points per cell of a kNN grid's bounding box: ``K / 5`` within ``[1, 4]`` (measured on uniform,
     Gaussian and sphere-surface clouds of 16k points for K = 1, 4, 16, 32; the optimum is flat)."""
     return min(4.0, max(1.0, K / 5))
-
-
-def workers() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def run_chunks(kernel, n: int, *args) -> None:
-    """``kernel(*args, t0, t1)`` over ``[0, n)`` in slices, on the worker threads (inline when small)."""
-    global _POOL, _POOL_PID
-    threads = workers()
-    chunk = max(MIN_CHUNK, -(-n // (4 * threads)))
-    if threads == 1 or n <= chunk:
-        kernel(*args, 0, n)
-        return
-    if _POOL is None or _POOL_PID != os.getpid():  # a forked child (data loader worker) has no pool threads
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="geo4g-points")
-        _POOL_PID = os.getpid()
-    futures = [_POOL.submit(kernel, *args, t0, min(n, t0 + chunk)) for t0 in range(0, n, chunk)]
-    for future in futures:
-        future.result()
 
 
 @njit(cache=True, nogil=True)

@@ -21,31 +21,27 @@ give identical meshes. Three passes over slabs of constant ``i``, each on the wo
 Memory: 1 byte (mask) + 8 bytes (first vertex id) per node and 1 byte (case) per cell.
 
 Threads: the kernels release the GIL; :func:`run_chunks` hands ranges of slabs to the calling
-thread and a pool of Python threads, a few ranges per thread so that a core busy with another
-process does not hold the others up. The number of threads is ``NUMBA_NUM_THREADS`` (numba's default: the CPU count),
-capped by the CPUs this process may run on (``os.sched_setaffinity`` limits both). The runtime
-``numba.get_num_threads()`` is not read: it starts numba's OpenMP layer, which resets torch's
-intra-op thread count.
+thread and a pool of Python threads (:func:`geo4g._threads.thread_pool`), a few ranges per thread
+so that a core busy with another process does not hold the others up. The number of threads is
+``NUMBA_NUM_THREADS`` (numba's default: the CPU count), capped by the CPUs this process may run
+on (``os.sched_setaffinity`` limits both). The runtime ``numba.get_num_threads()`` is not read: it
+starts numba's OpenMP layer, which resets torch's intra-op thread count.
 """
 from __future__ import annotations
 
 import itertools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from numba import njit
 
+from geo4g._threads import available_cpus, thread_pool
+
 from .._mc_tables import CORNERS, EDGES, NUM_TRIANGLES, TRIANGLES
 
 #: Fewest work items (nodes, queries) worth handing to another thread.
 MIN_CHUNK_WORK = 1 << 15
-
-_POOL = None
-_POOL_PID = None
-_POOL_SIZE = 0
 
 # Per local edge of a cell: the corner offset of its lower end and its axis.
 _EDGE_LOW = np.minimum(CORNERS[EDGES[:, 0]], CORNERS[EDGES[:, 1]]).astype(np.int64)
@@ -56,8 +52,7 @@ _NUM_TRIANGLES = np.ascontiguousarray(NUM_TRIANGLES)
 
 def workers() -> int:
     """Threads to use: ``NUMBA_NUM_THREADS``, capped by the CPUs this process may run on."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, cpus))
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, available_cpus()))
 
 
 def run_chunks(kernel, n: int, work_per_item: int, *args) -> None:
@@ -67,18 +62,12 @@ def run_chunks(kernel, n: int, work_per_item: int, *args) -> None:
     thread takes ranges too, and ranges a pool thread has not started by the time the caller runs
     out are not waited for: on a loaded machine a pool thread that is not scheduled costs nothing.
     """
-    global _POOL, _POOL_PID, _POOL_SIZE
     threads = workers()
     chunk = max(-(-MIN_CHUNK_WORK // max(1, work_per_item)), -(-n // (4 * threads)), 1)
     if threads == 1 or n <= chunk:
         kernel(*args, 0, n)
         return
-    if _POOL is None or _POOL_PID != os.getpid() or _POOL_SIZE != threads - 1:
-        # A forked child (data loader worker) has no pool threads; a new thread count needs a new pool.
-        if _POOL is not None and _POOL_PID == os.getpid():
-            _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(threads - 1, thread_name_prefix="geo4g-voxels")
-        _POOL_PID, _POOL_SIZE = os.getpid(), threads - 1
+    pool = thread_pool(threads - 1)
     starts = range(0, n, chunk)
     taken = itertools.count()  # next() on it is atomic under the GIL: each range runs once
 
@@ -89,7 +78,7 @@ def run_chunks(kernel, n: int, work_per_item: int, *args) -> None:
                 return
             kernel(*args, starts[index], min(n, starts[index] + chunk))
 
-    futures = [_POOL.submit(drain) for _ in range(threads - 1)]
+    futures = [pool.submit(drain) for _ in range(threads - 1)]
     drain()
     for future in futures:
         if not future.cancel():

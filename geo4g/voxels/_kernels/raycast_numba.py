@@ -8,8 +8,9 @@ walk is the torch paths' exactly: the parameter of the next crossing on each axi
 ``(boundary - start) / direction`` in float64, computed afresh at each step (no accumulated
 increments), and every axis whose crossing ties the smallest steps at once (the ray passes
 through an edge or corner, touching the side voxels only on their boundary, so they do not
-block it). Rays stop at the first block, a voxel at its first unblocked ray; the caller shares the
-batch out over threads (the kernels release the GIL).
+block it). Rays stop at the first block, a voxel at its first unblocked ray; the kernel releases
+the GIL and handles a slice of the batch, which :func:`geo4g._threads.run_chunks` shares out over
+threads.
 """
 from __future__ import annotations
 
@@ -81,15 +82,16 @@ def _occupied_seen(occupied, b, i, j, k, x0, x1, x2):
 
 
 @njit(cache=True, nogil=True)
-def seen_voxels(occupied, query, viewpoints, seen):
-    """Set ``seen[b, i, j, k]`` for every ``query`` voxel that some viewpoint sees.
+def seen_voxels(occupied, query, viewpoints, seen, b0, b1):
+    """Set ``seen[b, i, j, k]`` for every ``query`` voxel of the grids ``b0 <= b < b1`` that some
+    viewpoint sees.
 
     ``occupied``, ``query``, ``seen``: ``(B, R, R, R)`` bool; ``viewpoints``: ``(B, V, 3)`` float64
     grid coordinates (voxel ``(i, j, k)`` spans ``[i, i + 1] x [j, j + 1] x [k, k + 1]``).
     """
-    B, R = occupied.shape[0], occupied.shape[1]
+    R = occupied.shape[1]
     V = viewpoints.shape[1]
-    for b in range(B):
+    for b in range(b0, b1):
         for i in range(R):
             for j in range(R):
                 for k in range(R):

@@ -29,16 +29,14 @@ column: ``parity`` rule, inside where the number of crossings below is odd; ``wi
 inside where their signed sum is not zero. A column whose total is odd (parity) or non-zero
 (winding) crosses an open part of the mesh and fills nothing.
 
-Threads: the kernels release the GIL; ``run_chunks`` hands slices of the triangle (or mesh) list
-to a pool of Python threads, a few slices per thread, as the neighbour-search kernels do.
-Surface slices of one mesh may mark the same voxel from two threads: each writes the byte 1, so
-the result does not depend on the order.
+Threads: the kernels release the GIL; :func:`geo4g._threads.run_chunks` hands slices of the
+triangle (or mesh) list to a pool of Python threads, a few slices per thread, as the
+neighbour-search kernels do. Surface slices of one mesh may mark the same voxel from two
+threads: each writes the byte 1, so the result does not depend on the order.
 """
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -51,32 +49,6 @@ SLAB_SLACK = 1e-9
 #: Fewest triangles worth handing to another thread (about 0.4 ms of work at 64^3, well above the
 #: cost of a hand-off on a busy machine).
 MIN_CHUNK_TRIANGLES = 4096
-
-_POOL = None
-_POOL_PID = None
-
-
-def workers() -> int:
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def run_chunks(kernel, n: int, min_chunk: int, *args) -> None:
-    """``kernel(*args, t0, t1)`` over ``[0, n)`` in slices of at least ``min_chunk``, on the worker
-    threads (inline when one slice is enough)."""
-    global _POOL, _POOL_PID
-    threads = workers()
-    chunk = max(min_chunk, -(-n // (4 * threads)))
-    if threads == 1 or n <= chunk:
-        kernel(*args, 0, n)
-        return
-    if _POOL is None or _POOL_PID != os.getpid():  # a forked child (data loader worker) has no pool threads
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="geo4g-voxels")
-        _POOL_PID = os.getpid()
-    futures = [_POOL.submit(kernel, *args, t0, min(n, t0 + chunk)) for t0 in range(0, n, chunk)]
-    for future in futures:
-        future.result()
-
 
 @njit(cache=True, nogil=True, inline="always")
 def _first_cell(lo, size):
