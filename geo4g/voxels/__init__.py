@@ -17,6 +17,8 @@ from .generative import (GANLosses, GANStep, UpBlock, VAELoss, VAEOutput, VoxelA
 from .marching_cubes import marching_cubes
 from .ocnn import OCNNClassifier, OCNNOutput, OctreeConv, OctreePool, octree_conv
 from .octree import MAX_DEPTH, Octree, find_neighbors, morton_decode, morton_encode
+from .ogn import (PROPAGATIONS, DenseOccupancyDecoder, OccupancyEncoder, OctreeGeneratingNetwork, OctreeUpConv,
+                  OGNOutput, ogn_loss)
 from .sdf import sdf_grid, signed_distance
 from .voxelize import (MAX_GRID_BYTES, VoxelPoints, bounding_cubes, occupancy_to_mesh, triangle_box_overlap,
                        voxel_centers, voxelize_mesh, voxelize_points, voxels_to_points)
@@ -37,6 +39,8 @@ __all__ = [
     # octrees
     "MAX_DEPTH", "Octree", "find_neighbors", "morton_decode", "morton_encode",
     "OCNNClassifier", "OCNNOutput", "OctreeConv", "OctreePool", "octree_conv",
+    "PROPAGATIONS", "DenseOccupancyDecoder", "OccupancyEncoder", "OctreeGeneratingNetwork", "OctreeUpConv",
+    "OGNOutput", "ogn_loss",
     # Deep Marching Cubes
     "DMC_LOSS_WEIGHTS", "TOPOLOGY_SETS", "DeepMarchingCubes", "DifferentiableMarchingCubes", "DMCEncoder", "DMCLoss",
     "DMCOutput", "DMCTopology", "curvature_loss", "dmc_loss", "edge_vertices", "expected_point_to_mesh_loss",
