@@ -13,14 +13,17 @@ matching itself is piecewise constant and carries no gradient):
   ``(N, N)`` cost matrix, one cloud pair at a time, on the CPU.
 - ``"approx"``: an auction algorithm with epsilon scaling. It stops when the
   duality gap certifies that the matching's cost is within ``tol`` (relative)
-  of the optimum, so its value is never more than ``tol`` above the exact one.
-  On CPU tensors it runs a compiled numba kernel, one cloud pair at a time
-  (``geo4g/losses/_kernels/emd_numba.py``); on other devices, or when numba is
-  not installed, a batched auction in plain torch.
+  of the optimum, so its value is never more than ``tol`` above the exact one;
+  a pair whose certificate is not reached within the safety caps is solved
+  exactly instead. On CPU tensors it runs a compiled numba kernel per cloud
+  pair (``geo4g/losses/_kernels/emd_numba.py``; pairs of a batch run on up to
+  ``torch.get_num_threads()`` threads); on other devices, or when numba is not
+  installed, a batched auction in plain torch.
 """
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -32,7 +35,7 @@ __all__ = ["earth_movers_distance", "EMDResult"]
 
 _METHODS = ("auto", "exact", "approx")
 _REDUCTIONS = ("mean", "sum", None)
-_AUTO_APPROX_MIN_N = 2048  # "auto" picks the numba auction from this many points up (CPU only)
+_AUTO_APPROX_MIN_N = 96  # "auto" picks the numba auction from this many points up (CPU only)
 
 
 class EMDResult(NamedTuple):
@@ -76,8 +79,9 @@ def earth_movers_distance(
             certified within ``tol``: a compiled numba kernel on CPU tensors, a
             batched torch auction on other devices or without numba), or
             ``"auto"``: ``"approx"`` for CPU tensors whose largest cloud has
-            ``>= 2048`` points when numba is importable (there it measured about 10x faster than
-            ``"exact"``), ``"exact"`` otherwise (see ``benchmarks/results/emd.md``).
+            ``>= 96`` points when numba is importable (from there on it measured at least
+            1.7x faster than ``"exact"``, 7-13x at 512 points, 13x or more from 1024),
+            ``"exact"`` otherwise (see ``benchmarks/results/emd.md``).
             Without numba the CPU ``"approx"`` silently uses the torch auction
             (same guarantee, slower; ``pip install geo4g[numba]``).
         reduction: ``"mean"`` (mean over the batch), ``"sum"`` or ``None`` (the
@@ -87,8 +91,11 @@ def earth_movers_distance(
             auction stops when its duality gap proves
             ``approx <= (1 + tol) * exact`` (in practice it is far closer).
         max_phases: ``"approx"`` only, the most epsilon-scaling phases (a safety
-            cap; each phase divides epsilon by 10 in the torch auction, by 6 in
-            the numba one).
+            cap; each phase divides epsilon by 10 in the torch auction, by 1.5 to 8
+            in the numba one, aiming at the last phase's gap). A pair not certified
+            within ``tol`` when this cap, the float resolution of epsilon or (numba)
+            a bid budget per phase runs out is solved exactly, so the guarantee
+            above always holds.
 
     Returns:
         the distance (a scalar for ``"mean"``/``"sum"``, ``(B,)`` for ``None``),
@@ -110,8 +117,9 @@ def earth_movers_distance(
         first such element. Subsample the larger cloud first for a partial match.
 
     Memory: the torch ``"approx"`` holds a ``(B, N, N)`` cost matrix (and up to
-    one more of the same size while bidding); the numba one and ``"exact"`` one
-    ``(N, N)`` matrix at a time (float32 and float64).
+    one more of the same size while bidding); the numba one an ``(N, N)`` float32
+    matrix per pair in flight (one per thread) and ``"exact"`` one ``(N, N)``
+    float64 matrix at a time.
 
     Raises:
         TypeError: non-tensor input, non-float points, integer lengths of another type.
@@ -143,13 +151,16 @@ def earth_movers_distance(
         dist = dist.mean() if reduction == "mean" else dist.sum() if reduction == "sum" else dist
         return EMDResult(dist, full) if return_matching else dist
     with torch.no_grad():
-        xs, ys = _normalise(x[:, :L].detach(), y[:, :L].detach(), lengths)
-        if method == "exact":
-            matching = _match_exact(xs, ys, lengths)
-        elif kernels is not None:
-            matching = _match_numba(kernels, xs, ys, lengths, float(tol), max_phases)
+        if method == "approx" and kernels is not None:  # centres and scales each pair itself
+            matching = _match_numba(kernels, x[:, :L].detach(), y[:, :L].detach(), lengths, float(tol), max_phases)
+        elif method == "exact":
+            matching = _match_exact(*_normalise(x[:, :L].detach(), y[:, :L].detach(), lengths), lengths)
         else:
-            matching = _match_auction(torch.cdist(xs, ys), lengths, float(tol), max_phases)
+            xs, ys = _normalise(x[:, :L].detach(), y[:, :L].detach(), lengths)
+            matching, certified = _match_auction(torch.cdist(xs, ys), lengths, float(tol), max_phases)
+            for b in (~certified).nonzero()[:, 0].tolist():
+                n = int(lengths[b])
+                matching[b, :n] = _match_exact(xs[b:b + 1, :n], ys[b:b + 1, :n], lengths[b:b + 1])[0]
 
     dist = _matched_mean(x[:, :L], y[:, :L], matching, lengths)
     full = torch.full((B, x.shape[1]), -1, dtype=torch.long, device=x.device)
@@ -228,33 +239,58 @@ def _numba_kernels():
 
 def _match_numba(kernels, xs: torch.Tensor, ys: torch.Tensor, lengths: torch.Tensor, tol: float,
                  max_phases: int) -> torch.Tensor:
-    """Certified auction matching of each pair with the numba kernel (float32 costs, CPU)."""
+    """Certified auction matching of each pair of the (unnormalised, CPU) clouds with the numba
+    kernel (float32 costs after centring and scaling in float64).
+
+    The kernel releases the GIL, so the pairs of a batch run on up to ``torch.get_num_threads()``
+    threads. A pair whose certificate the safety caps cut short is solved exactly."""
     B, L, _ = xs.shape
     out = torch.full((B, L), -1, dtype=torch.long)
-    xf, yf = xs.float().numpy(), ys.float().numpy()
-    for b, n in enumerate(lengths.tolist()):
-        if n > 0:
-            out[b, :n] = torch.from_numpy(kernels._match(xf[b, :n], yf[b, :n], tol, max_phases))
+    if xs.dtype not in (torch.float32, torch.float64):
+        xs, ys = xs.float(), ys.float()
+    xf, yf = xs.numpy(), ys.numpy()
+    sizes = lengths.tolist()
+    pairs = [b for b, n in enumerate(sizes) if n > 0]
+
+    def solve(b):
+        return kernels._match(xf[b, :sizes[b]], yf[b, :sizes[b]], tol, max_phases)
+
+    workers = min(torch.get_num_threads(), len(pairs))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(solve, pairs))
+    else:
+        results = [solve(b) for b in pairs]
+    for b, (matching, certified) in zip(pairs, results):
+        n = sizes[b]
+        if certified:
+            out[b, :n] = torch.from_numpy(matching)
+        else:
+            one = lengths[b:b + 1]
+            out[b, :n] = _match_exact(*_normalise(xs[b:b + 1, :n], ys[b:b + 1, :n], one), one)[0]
     return out
 
 
-def _match_auction(cost: torch.Tensor, lengths: torch.Tensor, tol: float, max_phases: int) -> torch.Tensor:
+def _match_auction(cost: torch.Tensor, lengths: torch.Tensor, tol: float,
+                   max_phases: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Batched Jacobi auction with epsilon scaling on ``cost: (B, L, L)`` (minimisation).
 
     Persons are ``x`` points, objects ``y`` points. Each unassigned person bids for
     its best object ``j1`` (least ``cost + price``), raising its price by the gap to
     the second best plus ``eps``; each object goes to its highest bidder. After each
     phase (all persons assigned) the duality gap ``primal - dual`` bounds the
-    suboptimality; pairs whose gap is within ``tol * primal`` (or whose ``eps`` has
+    suboptimality; pairs whose gap is within ``tol * dual`` (or whose ``eps`` has
     reached float resolution) are frozen, the others restart with ``eps / 10``
     keeping their prices. Padding persons are pre-assigned to padding objects.
+    Returns the ``(B, L)`` matching and a ``(B,)`` bool: the pair's gap certifies ``tol``
+    (``False`` where ``eps`` or ``max_phases`` ran out first).
     """
     B, L, _ = cost.shape
     dev, dtype = cost.device, cost.dtype
     ar = torch.arange(L, device=dev)
     valid = ar[None] < lengths[:, None]  # (B, L)
     if L == 0:
-        return torch.full((B, L), -1, dtype=torch.long, device=dev)
+        return torch.full((B, L), -1, dtype=torch.long, device=dev), torch.ones(B, dtype=torch.bool, device=dev)
     pair_valid = valid[:, :, None] & valid[:, None, :]
     cmask = cost.masked_fill(~valid[:, None, :], float("inf"))  # persons never bid for padding objects
     cmax = cost.masked_fill(~pair_valid, 0).amax((1, 2))
@@ -264,6 +300,7 @@ def _match_auction(cost: torch.Tensor, lengths: torch.Tensor, tol: float, max_ph
     eps_floor = 1e-6 * cmax
     price = torch.zeros(B, L, dtype=dtype, device=dev)
     active = lengths > 0
+    certified = ~active
     result = torch.where(valid, -1, ar[None].expand(B, L))
     neg_inf = torch.full((B * L,), -float("inf"), dtype=dtype, device=dev)
     minus_one = torch.full((B * L,), -1, dtype=torch.long, device=dev)
@@ -300,9 +337,10 @@ def _match_auction(cost: torch.Tensor, lengths: torch.Tensor, tol: float, max_ph
         result = torch.where(active[:, None], assign, result)
         primal = torch.where(valid, cost.gather(2, result.clamp(min=0)[..., None])[..., 0], 0).sum(1)
         dual = torch.where(valid, (cmask + price[:, None, :]).amin(2), 0).sum(1) - torch.where(valid, price, 0).sum(1)
-        done = (primal - dual <= tol * primal) | (eps <= eps_floor) | (cmax == 0)
-        active = active & ~done
+        proven = (primal - dual <= tol * dual) | (primal <= 0) | (cmax == 0)
+        certified = certified | (active & proven)
+        active = active & ~(proven | (eps <= eps_floor))
         if not bool(active.any()):
             break
         eps = torch.where(active, eps / 10, eps)
-    return torch.where(valid, result, -1)
+    return torch.where(valid, result, -1), certified

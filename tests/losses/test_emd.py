@@ -3,6 +3,7 @@ import itertools
 import math
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -285,7 +286,7 @@ def _check_within_tol(x, y, tol, lengths=None):
 
 
 @needs_numba
-@pytest.mark.parametrize("n", [64, 256])
+@pytest.mark.parametrize("n", [64, 100, 256])
 @pytest.mark.parametrize("tol", [0.01, 1e-3])
 def test_numba_approx_permutation_within_tol_on_random_clouds(monkeypatch, n, tol):
     calls = _spy(monkeypatch, "_match_numba")
@@ -376,3 +377,190 @@ def test_approx_gradient_flows_through_the_matched_pairs(monkeypatch, backend):
         gy[b].index_add_(0, res.matching[b], -unit)
     torch.testing.assert_close(x.grad, gx)
     torch.testing.assert_close(y.grad, gy)
+
+
+def _kernels():
+    return emd_module._numba_kernels()
+
+
+@needs_numba
+@pytest.mark.parametrize("n", [2, 3, 5, 31, 32, 33, 65, 300])
+def test_numba_certificate_brackets_the_exact_optimum(n):
+    # on the very float32 costs the kernel uses: dual <= optimum <= primal <= (1 + tol) * dual
+    from scipy.optimize import linear_sum_assignment
+
+    k = _kernels()
+    g = torch.Generator().manual_seed(40 + n)
+    x, y = torch.rand(n, 3, generator=g).numpy(), torch.rand(n, 3, generator=g).numpy()
+    width = -(-n // k._CHUNK) * k._CHUNK
+    cost = np.empty((n, width), dtype=np.float32)
+    cmax, nn_mean = k._euclidean_cost(x, y, cost)
+    assert bool(np.isinf(cost[:, n:]).all())
+    reference = torch.cdist(torch.from_numpy(x).double(), torch.from_numpy(y).double()).numpy()
+    np.testing.assert_allclose(cost[:, :n], reference, rtol=1e-6, atol=1e-7)
+    assert cmax == cost[:, :n].max() and nn_mean == pytest.approx(cost[:, :n].min(1).mean(), rel=1e-6)
+    rows, cols = linear_sum_assignment(cost[:, :n].astype(np.float64))
+    optimum = float(cost[rows, cols].astype(np.float64).sum())
+    for tol in (0.01, 1e-3):
+        assign, primal, dual, certified = k._auction(cost, n, max(nn_mean, 1e-3 * cmax), 1e-6 * cmax, 2 * nn_mean,
+                                                     tol, 16, k._FACTOR, min(k._K, n), min(k._KMAX, n), 64 * n)
+        assert certified
+        assert sorted(assign.tolist()) == list(range(n))
+        assert primal == pytest.approx(float(cost[np.arange(n), assign].astype(np.float64).sum()), rel=1e-9)
+        assert dual <= optimum * (1 + 1e-6) + 1e-9
+        assert optimum <= primal * (1 + 1e-6) + 1e-9
+        assert primal - dual <= tol * dual + 1e-9
+
+
+@needs_numba
+def test_numba_scan_lists_are_valid_bounds_with_and_without_ties():
+    # the list invariant the auction relies on: listed values <= thr < every unlisted value
+    # (<= for the tie fallback), and (w1, w2, j1) are the row's exact best two
+    k = _kernels()
+    g = torch.Generator().manual_seed(41)
+    n, width = 300, 320
+    K, KMAX = k._K, k._KMAX
+    rows = {
+        "distinct": torch.rand(n, generator=g).numpy(),
+        "three values": torch.tensor([0.5, 0.25, 0.75])[torch.randint(0, 3, (n,), generator=g)].numpy(),
+        "all equal": np.full(n, 0.5),
+        "two near ties": np.concatenate([np.full(40, 0.1), np.full(n - 40, 0.2)]),
+        "a tie above a few": np.concatenate([[0.05, 0.07, 0.09], np.full(100, 0.1), np.linspace(0.2, 1, n - 103)]),
+    }
+    for name, values in rows.items():
+        cost = np.full((1, width), np.inf, dtype=np.float32)
+        cost[0, :n] = values
+        price = np.zeros(width, dtype=np.float32)
+        if name == "distinct":
+            price[:n] = torch.rand(n, generator=g).numpy() * 0.01
+        for spread_guess in (1e-6, 0.01, 10.0):
+            cand = np.zeros((1, KMAX), dtype=np.int32)
+            candc = np.zeros((1, KMAX), dtype=np.float32)
+            clen = np.zeros(1, dtype=np.int32)
+            thr = np.full(1, -np.inf, dtype=np.float32)
+            spread = np.zeros(1, dtype=np.float32)
+            ws = np.empty(width, dtype=np.float32)
+            box = np.zeros(1, dtype=np.int32)
+            w1, w2, j1 = k._scan(cost, n, price, 0, cand, candc, clen, thr, spread, K, KMAX, np.float32(1e-7), ws,
+                                 ws.view(np.int32), np.empty(width // 64, dtype=np.int64),
+                                 np.full(1, spread_guess, dtype=np.float32), box, box.view(np.float32))
+            full = cost[0, :n] + price[:n]
+            listed = cand[0, :clen[0]]
+            assert 2 <= clen[0] <= KMAX and len(set(listed.tolist())) == clen[0], name
+            assert bool((listed < n).all()), name
+            np.testing.assert_array_equal(candc[0, :clen[0]], cost[0, listed])
+            assert bool((full[listed] <= thr[0]).all()), name
+            others = np.setdiff1d(np.arange(n), listed)
+            assert bool((full[others] >= thr[0]).all()), name
+            order = np.sort(full)
+            assert (w1, w2) == (order[0], order[1]) and full[j1] == w1, name
+            if name in ("three values", "all equal", "a tie above a few"):  # no cut separates the tie
+                assert clen[0] == KMAX and thr[0] == order[KMAX - 1], name
+
+
+@needs_numba
+def test_numba_small_clouds_list_every_column():
+    # n <= _KMAX: the list is the whole row and never goes stale
+    k = _kernels()
+    for n in (2, 3, k._KMAX):
+        g = torch.Generator().manual_seed(42 + n)
+        x, y = torch.rand(1, n, 3, generator=g), torch.rand(1, n, 3, generator=g)
+        _check_within_tol(x, y, 1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("name", ["collinear", "two clusters", "one cloud on a point", "few sites", "grid"])
+def test_numba_approx_within_tol_on_degenerate_inputs(monkeypatch, name):
+    calls = _spy(monkeypatch, "_match_numba")
+    g = torch.Generator().manual_seed(43)
+    n = 200
+    t = torch.rand(2, n, 1, generator=g)
+    if name == "collinear":
+        x, y = t[:1] * torch.tensor([1.0, 2, 3]), t[1:] * torch.tensor([1.0, 2, 3])
+    elif name == "two clusters":
+        shift = torch.tensor([10.0, 0, 0]) * (torch.arange(n) % 2)[:, None]
+        x = torch.rand(1, n, 3, generator=g) * 0.01 + shift
+        y = torch.rand(1, n, 3, generator=g) * 0.01 + shift.flip(0)
+    elif name == "one cloud on a point":
+        x, y = torch.full((1, n, 3), 0.25), torch.rand(1, n, 3, generator=g)
+    elif name == "few sites":  # ties that no cut separates: the lists take the exact fallback
+        sites = torch.rand(3, 3, generator=g)
+        x = sites[torch.randint(0, 3, (1, n), generator=g)]
+        y = sites[torch.randint(0, 3, (1, n), generator=g)]
+    else:  # both clouds on one lattice: many equal distances
+        axis = torch.arange(6.0)
+        lattice = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)[:n]
+        x, y = lattice[None], lattice[torch.randperm(n, generator=g)][None] + torch.tensor([0.5, 0, 0])
+    _check_within_tol(x, y, 0.01)
+    assert calls
+
+
+@needs_numba
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_numba_approx_within_tol_in_other_dimensions(dim):
+    g = torch.Generator().manual_seed(44 + dim)
+    x, y = torch.rand(2, 150, dim, generator=g), torch.rand(2, 150, dim, generator=g)
+    _check_within_tol(x, y, 0.01)
+
+
+@needs_numba
+def test_numba_half_precision_input():
+    x, y = _rand(2, 120, seed=45)
+    got = earth_movers_distance(x.half(), y.half(), method="approx", reduction=None)
+    exact = earth_movers_distance(x.half().float(), y.half().float(), method="exact", reduction=None)
+    assert got.dtype == torch.float16
+    assert bool((got.float() <= exact * 1.01 + 1e-2).all()) and bool((got.float() >= exact * 0.99 - 1e-2).all())
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "torch"])
+def test_approx_solves_exactly_what_the_phase_cap_leaves_uncertified(monkeypatch, backend):
+    # one phase cannot certify tol=1e-5 on 300 points: those pairs are solved exactly instead
+    if backend == "torch":
+        _no_numba(monkeypatch)
+    exact_calls = _spy(monkeypatch, "_match_exact")
+    x, y = _rand(2, 300, seed=46)
+    lengths = torch.tensor([300, 250])
+    capped = earth_movers_distance(x, y, lengths, lengths, method="approx", reduction=None, tol=1e-5, max_phases=1,
+                                   return_matching=True)
+    assert len(exact_calls) == 2
+    exact = earth_movers_distance(x, y, lengths, lengths, method="exact", reduction=None, return_matching=True)
+    torch.testing.assert_close(capped.dist, exact.dist)
+    assert bool((capped.matching[1, 250:] == -1).all())
+    if backend == "numba":  # and with room to certify, no pair needs the exact solver
+        before = len(exact_calls)
+        earth_movers_distance(x, y, lengths, lengths, method="approx", tol=0.01)
+        assert len(exact_calls) == before
+
+
+@needs_numba
+def test_numba_phase_bid_budget_leaves_the_pair_to_the_exact_solver(monkeypatch):
+    # points on a line make auctions slow; a phase over budget hands the pair to the exact solver
+    k = _kernels()
+    line = torch.linspace(0, 1, 300)[None, :, None] * torch.tensor([1.0, 2.0, 3.0])
+    x, y = line, line + 0.002
+    _, certified = k._match(x[0].numpy(), y[0].numpy(), 0.01, 16)
+    exact_calls = _spy(monkeypatch, "_match_exact")
+    monkeypatch.setattr(k, "_PHASE_BIDS_PER_ROW", 1)
+    matching, capped = k._match(x[0].numpy(), y[0].numpy(), 0.01, 16)
+    assert certified and not capped
+    res = _check_within_tol(x, y, 0.01)
+    assert len(exact_calls) == 2  # the budgeted approx call and the reference
+    torch.testing.assert_close(res.dist, earth_movers_distance(x, y, method="exact", reduction=None))
+
+
+@needs_numba
+def test_numba_batch_on_threads_equals_one_pair_at_a_time(monkeypatch):
+    x, y = _rand(5, 200, seed=47)
+    lengths = torch.tensor([200, 0, 150, 199, 2])
+    one = earth_movers_distance(x, y, lengths, lengths, method="approx", reduction=None, return_matching=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threaded = earth_movers_distance(x, y, lengths, lengths, method="approx", reduction=None,
+                                         return_matching=True)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(threaded.matching, one.matching)
+    torch.testing.assert_close(threaded.dist, one.dist)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.equal(one.matching[b, :n].sort().values, torch.arange(n))
