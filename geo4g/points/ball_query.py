@@ -21,8 +21,7 @@ import torch
 from geo4g._threads import run_chunks, single_thread
 
 from ._inputs import check_count, check_radius
-from .knn import (KNN, _pair_distance, block_size, check_inputs, cpu_method, knn_gather,
-                  numba_kernels, triton_available)
+from .knn import KNN, _pair_distance, block_size, check_inputs, cpu_method, grid_inputs, knn_gather, triton_available
 
 __all__ = ["ball_query"]
 
@@ -157,17 +156,9 @@ def _ball_grid(p1, p2, lengths1, lengths2, K: int, radius: float, r2: torch.Tens
     """``(idx, dists)`` ``(B, P1, K)`` from the numba grid kernel, on all cores (``-1`` and 0 padded)."""
     import numpy as np
 
-    from .knn import _cpu_numpy
-
-    kernels = numba_kernels("ball_numba")
-    if kernels is None:
-        raise ImportError("method='grid' needs numba: pip install 'geo4g[numba]' (or pip install numba)")
-    if p1.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"method='grid' needs float32 or float64 points, got {p1.dtype}")
     from ._kernels import knn_numba
 
-    x, y = _cpu_numpy(p1, "grid"), _cpu_numpy(p2, "grid")
-    l1, l2 = _cpu_numpy(lengths1, "grid"), _cpu_numpy(lengths2, "grid")
+    kernels, x, y, l1, l2 = grid_inputs("ball_numba", p1, p2, lengths1, lengths2)
     grid = knn_numba.build_grid(y, l2, radius / GRID_SPLIT, 0.0, knn_numba.CELLS_PER_POINT)
     queue = knn_numba.query_order(x, l1, l2, grid)
     idx = np.full((x.shape[0], x.shape[1], K), -1, dtype=np.int64)

@@ -282,18 +282,25 @@ def _cpu_numpy(t: torch.Tensor, name: str):
     return t.contiguous().numpy()
 
 
-def _knn_grid(p1, p2, lengths1, lengths2, norm: int, K: int):
-    """``(idx, dists)`` ``(B, P1, K)`` from the numba grid kernel, on all cores, zeros in the slots
-    past ``lengths2`` and the rows past ``lengths1``."""
-    import numpy as np
-
-    kernels = numba_kernels("knn_numba")
+def grid_inputs(module: str, p1, p2, lengths1, lengths2):
+    """The numba grid paths' shared start: the kernel module ``module`` of ``_kernels`` and the
+    points and lengths as numpy arrays. Raises ImportError without numba, TypeError for points
+    that are not float32/float64."""
+    kernels = numba_kernels(module)
     if kernels is None:
         raise ImportError("method='grid' needs numba: pip install 'geo4g[numba]' (or pip install numba)")
     if p1.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"method='grid' needs float32 or float64 points, got {p1.dtype}")
     x, y = _cpu_numpy(p1, "grid"), _cpu_numpy(p2, "grid")
-    l1, l2 = _cpu_numpy(lengths1, "grid"), _cpu_numpy(lengths2, "grid")
+    return kernels, x, y, _cpu_numpy(lengths1, "grid"), _cpu_numpy(lengths2, "grid")
+
+
+def _knn_grid(p1, p2, lengths1, lengths2, norm: int, K: int):
+    """``(idx, dists)`` ``(B, P1, K)`` from the numba grid kernel, on all cores, zeros in the slots
+    past ``lengths2`` and the rows past ``lengths1``."""
+    import numpy as np
+
+    kernels, x, y, l1, l2 = grid_inputs("knn_numba", p1, p2, lengths1, lengths2)
     grid = kernels.build_grid(y, l2, 0.0, kernels.knn_occupancy(K), kernels.CELLS_PER_POINT)
     queue = kernels.query_order(x, l1, l2, grid)
     idx = np.zeros((x.shape[0], x.shape[1], K), dtype=np.int64)
